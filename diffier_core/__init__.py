@@ -1,0 +1,28 @@
+"""DiffIER core: framework-agnostic torch (never imports ComfyUI).
+
+Chen, Ding, Xue (2025), "Optimizing Diffusion Models with Iterative Error Reduction".
+"""
+
+from .config import INNER_GUIDANCE, MODES, RANGES, REDUCTIONS, DiffIERConfig, validate_window
+from .conversions import (
+    CONVENTIONS,
+    append_dims,
+    denoised_delta_from_eps_delta,
+    denoised_from_eps,
+    eps_from_denoised,
+    renoise,
+    signal_scale,
+)
+from .correction import StepInfo, consistency_correction, diffier_step, paper_correction
+from .errors import DiffIERError, DiffIERParameterError
+from .metrics import per_sample_finite, per_sample_mean_square, per_sample_rms, per_sample_sum_square
+from .noise import PerSampleNoise, mix_seed, sample_seeds
+
+__all__ = [
+    "CONVENTIONS", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS",
+    "DiffIERConfig", "DiffIERError", "DiffIERParameterError", "PerSampleNoise", "StepInfo",
+    "append_dims", "consistency_correction", "denoised_delta_from_eps_delta", "denoised_from_eps",
+    "diffier_step", "eps_from_denoised", "mix_seed", "paper_correction", "per_sample_finite",
+    "per_sample_mean_square", "per_sample_rms", "per_sample_sum_square", "renoise", "sample_seeds",
+    "signal_scale", "validate_window",
+]

@@ -1,0 +1,18 @@
+"""ComfyUI nodes of the pack: thin V3 node classes; the math lives in ``diffier_core``."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
+
+from .cfg_guider import DiffIERCFGGuider
+from .guider import DiffIERGuider
+from .ksampler import KSamplerDiffIER
+
+NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider]
+
+
+class DiffIERExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

@@ -1,0 +1,46 @@
+"""DiffIER CFG Guider: a GUIDER for SamplerCustomAdvanced with DiffIER built in."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..diffier_core import validate_window
+from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .patch import DiffIERPatch
+
+
+class DiffIERCFGGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DiffIERCFGGuider",
+            display_name="DiffIER CFG Guider",
+            category=CATEGORY,
+            description="A CFG guider whose every step is corrected by DiffIER; plug it into "
+                        "SamplerCustomAdvanced. Inner-loop noise is seeded from the sampler's noise seed.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model used for denoising (cloned, never changed)."),
+                io.Conditioning.Input("positive", tooltip="What the image should contain."),
+                io.Conditioning.Input("negative", tooltip="What the image should not contain."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale. At 1.0 ComfyUI skips the negative "
+                                       "pass and DiffIER does nothing."),
+            ] + diffier_inputs(),
+            outputs=[io.Guider.Output(tooltip="The guider for SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_diffier_inputs(**kwargs)
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
+                end_percent) -> io.NodeOutput:
+        import comfy.samplers
+
+        start, end = validate_window(start_percent, end_percent)
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end)
+        guider = comfy.samplers.CFGGuider(patch.apply(model))
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        return io.NodeOutput(guider)

@@ -1,0 +1,60 @@
+"""DiffIER's node inputs, defined once and shared by the three nodes (same ids, ranges and tooltips)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from comfy_api.latest import io
+
+from ..diffier_core import MODES, RANGES, DiffIERConfig, DiffIERError, validate_window
+
+CATEGORY = "sampling/diffier"
+
+TOOLTIPS: dict[str, str] = {
+    "mode": "consistency (default): re-evaluates the model on a freshly re-noised copy of the step's estimate "
+            "and pulls the estimate toward the model's own answer (costs one extra cond+uncond evaluation "
+            "per inner iteration). paper: Algorithm 1 as printed with a mean-squared loss (no extra "
+            "evaluations; its per-element step is tiny, so its effect is small).",
+    "eta": "Step size η of the inner gradient descent (paper: 5e-2). 0 turns DiffIER off.",
+    "threshold": "Convergence threshold (paper: 1e-3): the inner loop stops once the relative change of the "
+                 "estimate (consistency) or of the loss (paper) falls below it. 0 never stops early.",
+    "max_iters": "Cap on inner iterations per sampling step; each costs one extra model evaluation in "
+                 "consistency mode. 0 turns DiffIER off.",
+    "start_percent": "Sampling progress at which DiffIER starts (0 = first step). Together with end_percent "
+                     "this limits the correction to part of the schedule; start = end = 1 turns it off.",
+    "end_percent": "Sampling progress at which DiffIER stops (1 = last step).",
+}
+
+
+def diffier_inputs() -> list[io.Input]:
+    """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent."""
+    return [
+        io.Combo.Input("mode", options=list(MODES), default="consistency", tooltip=TOOLTIPS["mode"]),
+        io.Float.Input("eta", default=0.05, min=RANGES["eta"][0], max=RANGES["eta"][1], step=0.005,
+                       tooltip=TOOLTIPS["eta"]),
+        io.Float.Input("threshold", default=1e-3, min=RANGES["threshold"][0], max=RANGES["threshold"][1],
+                       step=0.0001, round=0.00001, tooltip=TOOLTIPS["threshold"]),
+        io.Int.Input("max_iters", default=4, min=int(RANGES["max_iters"][0]), max=int(RANGES["max_iters"][1]),
+                     tooltip=TOOLTIPS["max_iters"]),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                       tooltip=TOOLTIPS["start_percent"]),
+        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip=TOOLTIPS["end_percent"]),
+    ]
+
+
+DIFFIER_INPUT_IDS = ("mode", "eta", "threshold", "max_iters", "start_percent", "end_percent")
+
+
+def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any) -> DiffIERConfig:
+    """The core config from node inputs (raises DiffIERParameterError naming the bad input)."""
+    return DiffIERConfig(mode=mode, eta=eta, threshold=threshold, max_iters=max_iters)
+
+
+def validate_diffier_inputs(**kwargs: Any) -> bool | str:
+    """``validate_inputs`` for the nodes: True, or the error text ComfyUI shows at queue time."""
+    try:
+        build_config(*(kwargs.get(k) for k in DIFFIER_INPUT_IDS[:4]))
+        validate_window(kwargs.get("start_percent", 0.0), kwargs.get("end_percent", 1.0))
+    except DiffIERError as exc:
+        return str(exc)
+    return True

@@ -1,0 +1,35 @@
+"""DiffIER Guider (model patch): MODEL in, MODEL out, composable with other post-CFG patches."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..diffier_core import validate_window
+from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .patch import DiffIERPatch
+
+
+class DiffIERGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DiffIERGuider",
+            display_name="DiffIER Guider (model patch)",
+            category=CATEGORY,
+            description="Patches the model so every CFG step is corrected by DiffIER's iterative error "
+                        "reduction (a post-CFG hook: chains with APG, CFGZeroStar, RescaleCFG and other patches). "
+                        "Use with any sampler node.",
+            inputs=[io.Model.Input("model", tooltip="The model to patch (it is cloned, never changed).")]
+            + diffier_inputs(),
+            outputs=[io.Model.Output(tooltip="The model with DiffIER applied at sampling time.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_diffier_inputs(**kwargs)
+
+    @classmethod
+    def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent) -> io.NodeOutput:
+        start, end = validate_window(start_percent, end_percent)
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end)
+        return io.NodeOutput(patch.apply(model))

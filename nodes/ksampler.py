@@ -1,0 +1,71 @@
+"""KSampler (DiffIER): a drop-in KSampler (same inputs, same order) with DiffIER inputs appended."""
+
+from __future__ import annotations
+
+import json
+
+from comfy_api.latest import io
+
+from ..diffier_core import validate_window
+from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .patch import DiffIERPatch
+
+
+class KSamplerDiffIER(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        import comfy.samplers
+
+        return io.Schema(
+            node_id="KSamplerDiffIER",
+            display_name="KSampler (DiffIER)",
+            category=CATEGORY,
+            description="KSampler with DiffIER's iterative error reduction applied to every CFG step. Same "
+                        "inputs in the same order as KSampler, so it can replace one; the DiffIER inputs follow.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model used for denoising the input latent (never changed)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="The random seed used for creating the noise; DiffIER's inner-loop noise "
+                                     "is derived from it too, so the same seed gives the same image."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The number of sampling steps."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass "
+                                       "and DiffIER does nothing."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                               tooltip="The sampling algorithm."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                               tooltip="How noise levels are spaced over the steps."),
+                io.Conditioning.Input("positive", tooltip="What the image should contain."),
+                io.Conditioning.Input("negative", tooltip="What the image should not contain."),
+                io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Amount of denoising; lower values keep more of the input latent."),
+            ] + diffier_inputs(),
+            outputs=[
+                io.Latent.Output(tooltip="The denoised latent."),
+                io.String.Output("diffier_info", display_name="diffier_info",
+                                 tooltip="JSON summary of what DiffIER did at each step."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        return validate_diffier_inputs(**kwargs)
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                denoise, mode, eta, threshold, max_iters, start_percent, end_percent) -> io.NodeOutput:
+        import nodes as comfy_nodes  # ComfyUI's top-level module (this pack's own is `.nodes`)
+
+        start, end = validate_window(start_percent, end_percent)
+        summaries: list[dict] = []
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end,
+                             on_run_end=summaries.append)
+        (latent,) = comfy_nodes.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler,
+                                                positive, negative, latent_image, denoise=denoise)
+        summary = summaries[-1] if summaries else {"steps_corrected": 0, "mean_iterations": 0.0,
+                                                   "extra_model_evals": 0, "steps": []}
+        summary = {"mode": mode, "cfg": cfg, **summary}
+        text = (f"DiffIER {mode}: {summary['steps_corrected']} steps corrected, "
+                f"{summary['mean_iterations']:.2f} mean iterations, {summary['extra_model_evals']} extra evaluations")
+        return io.NodeOutput(latent, json.dumps(summary), ui={"text": [text]})

@@ -1,0 +1,189 @@
+"""The ComfyUI adapter: a post-CFG hook plus an outer-sample wrapper around ``diffier_core``.
+
+No math lives here. The hook reads the step from ComfyUI's post-CFG arguments, asks the core for the
+correction, and records what it did; the wrapper opens a per-run record (seeds, σ window, noise
+convention) from the sampler's own seed and initial noise, and closes it with one log summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..diffier_core import (
+    DiffIERConfig,
+    DiffIERError,
+    PerSampleNoise,
+    StepInfo,
+    diffier_step,
+    sample_seeds,
+)
+
+log = logging.getLogger("DiffIER")
+
+RUNS_KEY = "diffier_runs"
+WRAPPER_KEY = "diffier"
+
+
+def noise_convention(model_sampling: Any) -> str:
+    """``"eps"`` or ``"flow"``, read off ``model_sampling.noise_scaling`` itself (works for every type)."""
+    sigma = torch.tensor([0.5])
+    ones, zeros = torch.ones(1, 1), torch.zeros(1, 1)
+    signal = float(model_sampling.noise_scaling(sigma, zeros.clone(), ones.clone()).flatten()[0])
+    noise = float(model_sampling.noise_scaling(sigma, ones.clone(), zeros.clone()).flatten()[0])
+    if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 1.0, abs_tol=1e-6):
+        return "eps"
+    if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 0.5, abs_tol=1e-6):
+        return "flow"
+    raise DiffIERError(
+        f"DiffIER: unsupported noise convention of {type(model_sampling).__name__}: noise_scaling(σ=0.5) gives "
+        f"x = {signal:g}·x0 + {noise:g}·ε, expected x0 + σε (eps) or (1−σ)x0 + σε (flow)"
+    )
+
+
+@dataclass
+class DiffIERRun:
+    """State of one sampling run (one ``CFGGuider.sample`` call)."""
+
+    noise: PerSampleNoise
+    convention: str
+    sigma_start: float
+    sigma_end: float
+    steps: list[tuple[float, StepInfo]] = field(default_factory=list)
+
+    def in_window(self, sigma: float) -> bool:
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    def summary(self) -> dict[str, Any]:
+        """Per-step records as Python numbers, and totals (one host sync per step record)."""
+        steps = []
+        for index, (sigma, info) in enumerate(self.steps):
+            record = info.resolve()
+            record.update(step=index, sigma=sigma)
+            steps.append(record)
+        iters = [i for s in steps for i in s["iterations"]]
+        return {
+            "steps_corrected": len(steps),
+            "mean_iterations": (sum(iters) / len(iters)) if iters else 0.0,
+            "extra_model_evals": sum(s["model_evals"] for s in steps),
+            "steps": steps,
+        }
+
+
+class DiffIERPatch:
+    """Installs DiffIER on a cloned ModelPatcher through ComfyUI's list hooks.
+
+    Args:
+        config: validated core parameters.
+        start_percent: sampling progress where DiffIER starts, in [0, 1] (0 = first step).
+        end_percent: sampling progress where it ends, in [0, 1] (1 = last step).
+        on_run_end: called with each run's summary dict (KSamplerDiffIER shows it).
+    """
+
+    def __init__(self, config: DiffIERConfig, start_percent: float = 0.0, end_percent: float = 1.0,
+                 on_run_end: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.start_percent = start_percent
+        self.end_percent = end_percent
+        self.on_run_end = on_run_end
+        self.key = uuid.uuid4().hex
+        self._fallback: DiffIERRun | None = None
+
+    def apply(self, model: Any) -> Any:
+        """A clone of ``model`` with the post-CFG hook and the run wrapper; ``model`` is untouched."""
+        import comfy.patcher_extension
+
+        m = model.clone()
+        m.set_model_sampler_post_cfg_function(self.post_cfg)
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, self.outer_sample)
+        return m
+
+    # -- per-run state ---------------------------------------------------------------------------
+    def _new_run(self, model_sampling: Any, seed: int, initial_noise: torch.Tensor) -> DiffIERRun:
+        sigma_start = float(model_sampling.percent_to_sigma(self.start_percent))
+        sigma_end = float(model_sampling.percent_to_sigma(self.end_percent))
+        return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), noise_convention(model_sampling),
+                          sigma_start, sigma_end)
+
+    def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
+                     disable_pbar=False, seed=None, **kwargs):
+        """``WrappersMP.OUTER_SAMPLE`` wrapper: opens the run record from the sampler's seed."""
+        guider = executor.class_obj
+        model_sampling = guider.model_patcher.get_model_object("model_sampling")
+        run = self._new_run(model_sampling, 0 if seed is None else int(seed), noise)
+        transformer_options = guider.model_options.setdefault("transformer_options", {})
+        runs = dict(transformer_options.get(RUNS_KEY, {}))
+        runs[self.key] = run
+        transformer_options[RUNS_KEY] = runs
+        try:
+            return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                            **kwargs)
+        finally:
+            self._finish(run)
+
+    def _finish(self, run: DiffIERRun) -> None:
+        summary = run.summary()
+        for step in summary["steps"]:
+            for i, (finite, kept) in enumerate(zip(step["input_finite"], step["kept"], strict=True)):
+                if not finite:
+                    log.warning("DiffIER: step %d (sigma %.4g), sample %d: the model's prediction is non-finite; "
+                                "passed through unchanged", step["step"], step["sigma"], i)
+                elif not kept:
+                    log.warning("DiffIER: step %d (sigma %.4g), sample %d: the correction was non-finite and was "
+                                "discarded", step["step"], step["sigma"], i)
+        log.info("DiffIER (%s): %d steps corrected, %.2f mean iterations, %d extra model evaluations",
+                 self.config.mode, summary["steps_corrected"], summary["mean_iterations"],
+                 summary["extra_model_evals"])
+        if self.on_run_end is not None:
+            self.on_run_end(summary)
+
+    def _run_for(self, args: dict[str, Any]) -> DiffIERRun:
+        run = args["model_options"].get("transformer_options", {}).get(RUNS_KEY, {}).get(self.key)
+        if run is not None:
+            return run
+        if self._fallback is None:
+            log.warning("DiffIER: sampled outside ComfyUI's sampler entry point; inner-loop noise seeded with 0")
+            self._fallback = self._new_run(args["model"].model_sampling, 0, torch.zeros(1, 1))
+        return self._fallback
+
+    # -- the hook ----------------------------------------------------------------------------------
+    def post_cfg(self, args: dict[str, Any]) -> torch.Tensor:
+        """``sampler_post_cfg_function`` hook: returns the corrected guided clean estimate."""
+        denoised = args["denoised"]
+        cond_scale = float(args["cond_scale"])
+        if math.isclose(cond_scale, 1.0) or not self.config.enabled:
+            return denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
+        run = self._run_for(args)
+        sigma_t = args["sigma"]
+        sigma = float(sigma_t.max())
+        if sigma <= 0.0 or not run.in_window(sigma):
+            return denoised
+        evaluate = None
+        if self.config.mode == "consistency":
+            evaluate = _guided_evaluator(args, cond_scale, self.config.inner_guidance)
+        out, info = diffier_step(args["input"], denoised, sigma_t, self.config, run.noise,
+                                 convention=run.convention, evaluate=evaluate)
+        run.steps.append((sigma, info))
+        return out
+
+
+def _guided_evaluator(args: dict[str, Any], cond_scale: float, inner_guidance: str):
+    """x' ↦ D_cfg(x', σ): one batched cond+uncond pass through ComfyUI's ``calc_cond_batch``."""
+    import comfy.samplers
+
+    model, sigma, model_options = args["model"], args["sigma"], args["model_options"]
+    conds = [args["cond"], None if inner_guidance == "cond" else args["uncond"]]
+
+    def evaluate(x_prime: torch.Tensor) -> torch.Tensor:
+        cond, uncond = comfy.samplers.calc_cond_batch(model, conds, x_prime, sigma, model_options)
+        if conds[1] is None:
+            return cond
+        return uncond + (cond - uncond) * cond_scale
+
+    return evaluate

@@ -1,0 +1,248 @@
+"""The three nodes inside a real, in-process ComfyUI: loader, sampling paths, model kinds, composability."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+
+import pytest
+import torch
+from tiny_models import make_latent, make_model
+
+pytestmark = pytest.mark.integration
+
+NODE_IDS = ("DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider")
+DIFFIER = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4, "start_percent": 0.0,
+           "end_percent": 1.0}
+
+
+@functools.cache
+def tiny(kind: str):
+    return make_model(kind, seed=0)
+
+
+def slice_cond(cond, i):
+    return [[c[i:i + 1], {k: (v[i:i + 1] if torch.is_tensor(v) else v) for k, v in extra.items()}]
+            for c, extra in cond]
+
+
+def ksampler(run_node, tm, node="KSampler", model=None, seed=0, steps=3, cfg=4.0, sampler="euler",
+             positive=None, negative=None, latent=None, denoise=1.0, **diffier):
+    positive = positive if positive is not None else tm.make_cond(1, seed=1)
+    negative = negative if negative is not None else tm.make_cond(1, seed=0)
+    latent = latent if latent is not None else make_latent(tm, 1)
+    out = run_node(node, model=model if model is not None else tm.patcher, seed=seed, steps=steps, cfg=cfg,
+                   sampler_name=sampler, scheduler="normal", positive=positive, negative=negative,
+                   latent_image=latent, denoise=denoise, **diffier)
+    return out[0]["samples"], (json.loads(out[1]) if len(out) > 1 else None)
+
+
+def patched(run_node, tm, **overrides):
+    (m,) = run_node("DiffIERGuider", model=tm.patcher, **{**DIFFIER, **overrides})
+    return m
+
+
+# -- loading -------------------------------------------------------------------------------------
+def test_pack_loaded_by_comfyui_loader_with_three_nodes(comfy_nodes, pack_module):
+    assert hasattr(pack_module, "comfy_entrypoint")
+    for node_id in NODE_IDS:
+        assert node_id in comfy_nodes.NODE_CLASS_MAPPINGS
+    assert comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS["DiffIERGuider"] == "DiffIER Guider (model patch)"
+    assert comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS["KSamplerDiffIER"] == "KSampler (DiffIER)"
+    assert comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS["DiffIERCFGGuider"] == "DiffIER CFG Guider"
+
+
+@pytest.mark.parametrize("node_id", NODE_IDS)
+def test_every_input_has_a_tooltip_and_node_a_description(comfy_nodes, node_id):
+    cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+    info = cls.GET_NODE_INFO_V1()
+    assert info["description"]
+    for name, spec in info["input"]["required"].items():
+        assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    for name in ("eta", "max_iters"):
+        assert "turns DiffIER off" in info["input"]["required"][name][1]["tooltip"]
+
+
+def test_ksampler_diffier_inputs_are_ksampler_inputs_then_diffier(comfy_nodes):
+    core_inputs = list(comfy_nodes.NODE_CLASS_MAPPINGS["KSampler"].INPUT_TYPES()["required"])
+    ours = list(comfy_nodes.NODE_CLASS_MAPPINGS["KSamplerDiffIER"].INPUT_TYPES()["required"])
+    assert ours == core_inputs + list(DIFFIER)
+    spec = comfy_nodes.NODE_CLASS_MAPPINGS["KSamplerDiffIER"].INPUT_TYPES()["required"]
+    assert spec["eta"][1]["default"] == 0.05 and spec["threshold"][1]["default"] == 1e-3
+    assert spec["max_iters"][1]["default"] == 4 and spec["mode"][1]["default"] == "consistency"
+
+
+# -- sampling on every model kind ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["eps", "v", "flow", "video", "audio"])
+@pytest.mark.parametrize("mode", ["consistency", "paper"])
+def test_ksampler_diffier_on_every_model_kind(run_node, kind, mode):
+    tm = tiny(kind)
+    plain, _ = ksampler(run_node, tm)
+    ours, info = ksampler(run_node, tm, node="KSamplerDiffIER", **{**DIFFIER, "mode": mode})
+    assert ours.shape == plain.shape and torch.isfinite(ours).all()
+    assert info["steps_corrected"] == 3 and info["mode"] == mode
+    assert not torch.equal(ours, plain)
+    if mode == "consistency":
+        assert info["extra_model_evals"] >= 3 and info["mean_iterations"] >= 1
+        assert (ours - plain).abs().mean() > 1e-4 * plain.abs().mean()
+    else:
+        assert info["extra_model_evals"] == 0
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_three_routes_give_the_same_image(run_node, kind):
+    """KSamplerDiffIER == KSampler(DiffIERGuider(model)) == SamplerCustomAdvanced(DiffIERCFGGuider)."""
+    tm = tiny(kind)
+    pos, neg = tm.make_cond(1, seed=1), tm.make_cond(1, seed=0)
+    a, _ = ksampler(run_node, tm, node="KSamplerDiffIER", seed=5, positive=pos, negative=neg, **DIFFIER)
+    b, _ = ksampler(run_node, tm, model=patched(run_node, tm), seed=5, positive=pos, negative=neg)
+    (guider,) = run_node("DiffIERCFGGuider", model=tm.patcher, positive=pos, negative=neg, cfg=4.0, **DIFFIER)
+    (noise,) = run_node("RandomNoise", noise_seed=5)
+    (sampler,) = run_node("KSamplerSelect", sampler_name="euler")
+    (sigmas,) = run_node("BasicScheduler", model=tm.patcher, scheduler="normal", steps=3, denoise=1.0)
+    out = run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                   latent_image=make_latent(tm, 1))
+    c = out[0]["samples"]
+    assert torch.equal(a, b)
+    assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "euler_ancestral", "dpmpp_2m_sde", "ddim"])
+def test_deterministic_and_stochastic_samplers_reproduce_bit_for_bit(run_node, sampler):
+    tm = tiny("eps")
+    a, info = ksampler(run_node, tm, node="KSamplerDiffIER", sampler=sampler, seed=3, **DIFFIER)
+    b, _ = ksampler(run_node, tm, node="KSamplerDiffIER", sampler=sampler, seed=3, **DIFFIER)
+    c, _ = ksampler(run_node, tm, node="KSamplerDiffIER", sampler=sampler, seed=4, **DIFFIER)
+    assert torch.isfinite(a).all() and info["steps_corrected"] >= 3
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_inner_noise_follows_the_seed(run_node):
+    """Two runs with the same initial latent noise but different DiffIER seeds differ only via DiffIER."""
+    tm = tiny("eps")
+    m = patched(run_node, tm)
+    a, _ = ksampler(run_node, tm, model=m, seed=11)
+    b, _ = ksampler(run_node, tm, model=m, seed=11)
+    assert torch.equal(a, b)
+
+
+def test_batch_of_two_prompts_equals_batch_of_one(run_node):
+    tm = tiny("eps")
+    pos, neg = tm.make_cond(2, seed=7), tm.make_cond(2, seed=0)
+    both, info = ksampler(run_node, tm, node="KSamplerDiffIER", seed=9, positive=pos, negative=neg,
+                          latent=make_latent(tm, 2), **DIFFIER)
+    assert len(info["steps"][0]["iterations"]) == 2
+    for i in range(2):
+        solo, _ = ksampler(run_node, tm, node="KSamplerDiffIER", seed=9, positive=slice_cond(pos, i),
+                           negative=slice_cond(neg, i), latent=make_latent(tm, 1, batch_index=[i]), **DIFFIER)
+        torch.testing.assert_close(both[i:i + 1], solo, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(both[0], both[1])
+
+
+# -- the contract with ComfyUI ---------------------------------------------------------------------
+def test_cfg_one_is_plain_ksampler_bit_for_bit(run_node):
+    tm = tiny("eps")
+    plain, _ = ksampler(run_node, tm, cfg=1.0)
+    ours, info = ksampler(run_node, tm, node="KSamplerDiffIER", cfg=1.0, **DIFFIER)
+    assert torch.equal(plain, ours) and info["steps_corrected"] == 0
+
+
+@pytest.mark.parametrize("override", [{"eta": 0.0}, {"max_iters": 0}, {"start_percent": 1.0, "end_percent": 1.0}])
+def test_off_values_are_plain_ksampler_bit_for_bit(run_node, override):
+    tm = tiny("eps")
+    plain, _ = ksampler(run_node, tm)
+    ours, info = ksampler(run_node, tm, node="KSamplerDiffIER", **{**DIFFIER, **override})
+    assert torch.equal(plain, ours) and info["steps_corrected"] == 0
+
+
+def test_step_window_limits_corrected_steps(run_node):
+    tm = tiny("eps")
+    _, info = ksampler(run_node, tm, node="KSamplerDiffIER", steps=6, **{**DIFFIER, "end_percent": 0.5})
+    assert 0 < info["steps_corrected"] < 6
+    sigmas = [s["sigma"] for s in info["steps"]]
+    assert sigmas == sorted(sigmas, reverse=True)  # the early (high-σ) steps
+
+
+def test_input_model_is_not_mutated(run_node):
+    tm = make_model("eps", seed=0)
+    before_opts = copy.copy(tm.patcher.model_options)
+    before_post = list(tm.patcher.model_options.get("sampler_post_cfg_function", []))
+    before_wrappers = copy.deepcopy(tm.patcher.wrappers)
+    plain_before, _ = ksampler(run_node, tm)
+    m = patched(run_node, tm)
+    ksampler(run_node, tm, model=m)
+    ksampler(run_node, tm, node="KSamplerDiffIER", **DIFFIER)
+    assert m is not tm.patcher
+    assert tm.patcher.model_options.get("sampler_post_cfg_function", []) == before_post
+    assert tm.patcher.wrappers == before_wrappers and tm.patcher.model_options.keys() == before_opts.keys()
+    plain_after, _ = ksampler(run_node, tm)
+    assert torch.equal(plain_before, plain_after)
+
+
+def test_chains_with_apg_and_cfg_zero_star(run_node):
+    tm = tiny("eps")
+    (apg,) = run_node("APG", model=tm.patcher, eta=1.0, norm_threshold=5.0, momentum=0.0)
+    (apg_diffier,) = run_node("DiffIERGuider", model=apg, **DIFFIER)
+    (chain,) = run_node("CFGZeroStar", model=apg_diffier)
+    assert len(apg.model_options["sampler_pre_cfg_function"]) == 1
+    assert len(chain.model_options["sampler_post_cfg_function"]) == 2   # DiffIER, then CFG-Zero*
+    outs = {}
+    for name, m in {"apg": apg, "apg+diffier": apg_diffier, "chain": chain}.items():
+        outs[name], _ = ksampler(run_node, tm, model=m)
+        assert torch.isfinite(outs[name]).all()
+    assert not torch.equal(outs["apg"], outs["apg+diffier"])
+    assert not torch.equal(outs["apg+diffier"], outs["chain"])
+
+
+def test_two_diffier_patches_chain_independently(run_node):
+    tm = tiny("eps")
+    once = patched(run_node, tm)
+    (twice,) = run_node("DiffIERGuider", model=once, **{**DIFFIER, "mode": "paper"})
+    a, _ = ksampler(run_node, tm, model=once)
+    b, _ = ksampler(run_node, tm, model=twice)
+    assert torch.isfinite(b).all() and not torch.equal(a, b)
+
+
+def test_paper_sum_reduction_wipes_the_prediction_in_comfyui(run_node, pack_module):
+    """Why the literal reading is not offered: on a real sampling run it replaces the prediction by noise."""
+    core = pack_module.diffier_core
+    patch_mod = pack_module.nodes.patch
+    tm = tiny("eps")
+    plain, _ = ksampler(run_node, tm, steps=4)
+    results = {}
+    for reduction in ("mean", "sum"):
+        config = core.DiffIERConfig(mode="paper", reduction=reduction, threshold=0.0, max_iters=10)
+        model = patch_mod.DiffIERPatch(config).apply(tm.patcher)
+        results[reduction], _ = ksampler(run_node, tm, model=model, steps=4)
+    dev = {r: ((v - plain).norm() / plain.norm()).item() for r, v in results.items()}
+    assert dev["mean"] < 0.02          # mean reduction: a per-element step of 2η/N (N = 256 here) is tiny
+    assert dev["sum"] > 0.3            # sum reduction: only 0.9^10 of ε_cfg survives each step
+    assert dev["sum"] > 20 * dev["mean"], dev
+
+
+def test_validation_messages_name_the_input(comfy_nodes):
+    for node_id in NODE_IDS:
+        cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+        assert cls.validate_inputs(**DIFFIER) is True
+        msg = cls.validate_inputs(**{**DIFFIER, "eta": 2.0})
+        assert "'eta'" in msg and "2.0" in msg and "[0.0, 1.0]" in msg
+        msg = cls.validate_inputs(**{**DIFFIER, "start_percent": 0.8, "end_percent": 0.2})
+        assert "start_percent" in msg and "end_percent" in msg
+
+
+def test_unsupported_noise_convention_is_a_clear_error(pack_module):
+    class Weird:
+        def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+            return 2 * noise + latent_image
+
+    with pytest.raises(pack_module.diffier_core.DiffIERError, match="Weird"):
+        pack_module.nodes.patch.noise_convention(Weird())
+
+
+def test_reads_prediction_type_from_model_sampling(pack_module):
+    conv = pack_module.nodes.patch.noise_convention
+    assert conv(tiny("eps").model.model_sampling) == "eps"
+    assert conv(tiny("v").model.model_sampling) == "eps"
+    assert conv(tiny("flow").model.model_sampling) == "flow"

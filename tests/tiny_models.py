@@ -1,0 +1,247 @@
+"""Tiny random-weight diffusion models built with ComfyUI's own classes.
+
+Each model goes through the same steps ``comfy.sd.load_diffusion_model_state_dict`` takes for
+a real checkpoint: a ``comfy.supported_models`` config (subclassed only to shrink the network),
+``set_inference_dtype``, ``model_config.get_model(state_dict)``, ``load_model_weights`` and a
+``comfy.model_patcher.ModelPatcher`` with ComfyUI's load/offload devices.  Weights are random
+(seeded), including the layers real models zero-initialise, so predictions are non-trivial.
+
+Requires the ComfyUI bootstrap done by ``conftest.py`` (ComfyUI on ``sys.path``, args parsed).
+
+Usage::
+
+    tm = make_model("eps", seed=0)
+    cond = tm.make_cond(batch=1, seed=1)          # CONDITIONING: [[tensor, {...}]]
+    latent = make_latent(tm, batch=1)             # {"samples": zeros((1,) + tm.latent_shape)}
+    run_node("KSampler", model=tm.patcher, positive=cond, negative=tm.make_cond(1, 2), ...)
+
+Kinds: ``eps``, ``v`` (SD1.x/SD2.x UNet), ``flow`` (SD3 MMDiT), ``video`` (Wan 2.1, 5-D latent),
+``audio`` (Stable Audio 1 DiT, 3-D latent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+
+KINDS = ("eps", "v", "flow", "video", "audio")
+
+# Tiny SD-style UNet: 2 levels, 1 res block each, cross-attention on the first level and middle.
+_UNET = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "adm_in_channels": None,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 32,
+    "num_res_blocks": [1, 1],
+    "transformer_depth": [1, 0],
+    "transformer_depth_output": [0, 0, 1, 1],
+    "channel_mult": [1, 2],
+    "transformer_depth_middle": 1,
+    "context_dim": 32,
+    "use_temporal_resblock": False,
+    "use_temporal_attention": False,
+}
+_CONTEXT_TOKENS = 7
+
+
+@dataclasses.dataclass
+class TinyModel:
+    kind: str
+    patcher: object  # comfy.model_patcher.ModelPatcher
+    latent_shape: tuple[int, ...]  # without the batch dimension
+    prediction: str  # "eps" | "v" | "flow" (CONST) | "v_continuous"
+    context_dim: int
+    context_tokens: int
+    pooled_dim: int | None = None
+    seed: int = 0
+
+    @property
+    def model(self):
+        """The ``comfy.model_base.BaseModel`` subclass instance."""
+        return self.patcher.model
+
+    def make_cond(self, batch: int = 1, seed: int = 0) -> list:
+        """CONDITIONING with a random context (distinct per ``seed``: a different "prompt")."""
+        g = torch.Generator().manual_seed(10_000 + seed)
+        context = torch.randn((batch, self.context_tokens, self.context_dim), generator=g)
+        extra = {}
+        if self.pooled_dim is not None:
+            extra["pooled_output"] = torch.randn((batch, self.pooled_dim), generator=g)
+        return [[context, extra]]
+
+
+def make_latent(tm: TinyModel, batch: int = 1, **extra) -> dict:
+    """LATENT dict of zeros of shape ``(batch,) + tm.latent_shape`` (extra keys are added)."""
+    return {"samples": torch.zeros((batch,) + tuple(tm.latent_shape)), **extra}
+
+
+def make_model(kind: str, seed: int = 0) -> TinyModel:
+    """Build a fresh tiny model of ``kind`` (see ``KINDS``) with seeded random weights, CPU float32."""
+    try:
+        builder = _BUILDERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}") from None
+    return builder(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# construction helpers
+
+
+def _random_state_dict(module: torch.nn.Module, seed: int) -> dict:
+    """Random values for every floating tensor in ``module.state_dict()`` (params and buffers).
+
+    Matrices/kernels ~ N(0, 1/fan_in); 1-D ``weight``/``scale``/``gamma`` (norms) ~ 1 + N(0, 0.02);
+    everything else (biases, embeddings, modulation tables) ~ N(0, 0.02).
+    """
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, ref in module.state_dict().items():
+        if not torch.is_floating_point(ref):
+            continue
+        name = key.rsplit(".", 1)[-1]
+        shape = tuple(ref.shape)
+        if len(shape) >= 2 and name == "weight":
+            fan_in = max(1, math.prod(shape[1:]))
+            value = torch.randn(shape, generator=g) / math.sqrt(fan_in)
+        elif len(shape) == 1 and name in ("weight", "scale", "gamma"):
+            value = 1.0 + 0.02 * torch.randn(shape, generator=g)
+        else:
+            value = 0.02 * torch.randn(shape, generator=g)
+        sd[key] = value.to(ref.dtype)
+    return sd
+
+
+def _finish(model_config, seed: int, checkpoint_sd: dict | None = None):
+    """comfy.sd.load_diffusion_model_state_dict's steps, for CPU/float32 and a known config.
+
+    ``checkpoint_sd`` holds non-UNet checkpoint entries that ``get_model`` reads (Stable Audio).
+    """
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model(checkpoint_sd or {}, "")
+    model = model.to(mm.unet_offload_device())
+    model.load_model_weights(_random_state_dict(model.diffusion_model, seed), "")
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
+
+
+@functools.cache
+def _configs():
+    """Config classes are created lazily: importing comfy needs the conftest bootstrap first."""
+    import comfy.supported_models as sm
+    from comfy.model_base import ModelType
+
+    class TinySD15(sm.SD15):
+        unet_config = dict(_UNET)
+        unet_extra_config = {"num_heads": -1, "num_head_channels": 8}
+
+    class TinySD2V(sm.SD20):
+        unet_config = {**_UNET, "use_linear_in_transformer": True}
+        unet_extra_config = {"num_heads": -1, "num_head_channels": 8, "attn_precision": torch.float32}
+
+        def model_type(self, state_dict, prefix=""):
+            return ModelType.V_PREDICTION
+
+    class TinySD3(sm.SD3):
+        unet_config = {
+            "in_channels": 16,
+            "patch_size": 2,
+            "depth": 2,  # MMDiT: hidden = 64 * depth, heads = depth
+            "adm_in_channels": 32,
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": 32, "out_features": 128}},
+            "pos_embed_max_size": 8,
+            "num_patches": 64,
+            "pos_embed_scaling_factor": None,
+        }
+        sampling_settings = {"shift": 3.0}
+
+    class TinyWan21(sm.WAN21_T2V):
+        unet_config = {
+            "image_model": "wan2.1",
+            "model_type": "t2v",
+            "patch_size": (1, 2, 2),
+            "in_dim": 16,
+            "out_dim": 16,
+            "dim": 64,
+            "ffn_dim": 128,
+            "freq_dim": 64,
+            "text_dim": 32,
+            "num_heads": 2,
+            "num_layers": 2,
+            "eps": 1e-6,
+        }
+
+    class TinyStableAudio(sm.StableAudio):
+        unet_config = {
+            "audio_model": "dit1.0",
+            "io_channels": 64,
+            # Cross-attention needs kv heads (768 // head_dim) <= query heads (embed_dim // head_dim),
+            # else dit.Attention repeat_interleaves by 0 and silently ignores the prompt.
+            "embed_dim": 768,
+            "depth": 1,
+            "num_heads": 12,
+            "cond_token_dim": 768,  # fixed by StableAudio1's 768-d seconds embedders
+            "global_cond_dim": 1536,
+            "project_cond_tokens": False,
+            "transformer_type": "continuous_transformer",
+        }
+
+    return {"eps": TinySD15, "v": TinySD2V, "flow": TinySD3, "video": TinyWan21, "audio": TinyStableAudio}
+
+
+def _build_unet(kind: str, seed: int) -> TinyModel:
+    cfg_cls = _configs()[kind]
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    return TinyModel(kind, patcher, (4, 8, 8), kind, context_dim=32, context_tokens=_CONTEXT_TOKENS,
+                     seed=seed)
+
+
+def _build_flow(seed: int) -> TinyModel:
+    cfg_cls = _configs()["flow"]
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    return TinyModel("flow", patcher, (16, 8, 8), "flow", context_dim=32, context_tokens=_CONTEXT_TOKENS,
+                     pooled_dim=32, seed=seed)
+
+
+def _build_video(seed: int) -> TinyModel:
+    cfg_cls = _configs()["video"]
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    return TinyModel("video", patcher, (16, 3, 8, 8), "flow", context_dim=32, context_tokens=_CONTEXT_TOKENS,
+                     seed=seed)
+
+
+def _build_audio(seed: int) -> TinyModel:
+    from comfy.ldm.audio.embedders import NumberConditioner
+
+    cfg_cls = _configs()["audio"]
+    # StableAudio.get_model() takes the seconds_start/total embedders from the checkpoint.
+    meta_sd = {}
+    for i, name in enumerate(("seconds_start", "seconds_total")):
+        emb_sd = _random_state_dict(NumberConditioner(768, min_val=0, max_val=512), seed + 7919 * (i + 1))
+        meta_sd.update({f"conditioner.conditioners.{name}.{k}": v for k, v in emb_sd.items()})
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=meta_sd)
+    return TinyModel("audio", patcher, (64, 32), "v_continuous", context_dim=768,
+                     context_tokens=_CONTEXT_TOKENS, seed=seed)
+
+
+_BUILDERS: dict[str, Callable[[int], TinyModel]] = {
+    "eps": functools.partial(_build_unet, "eps"),
+    "v": functools.partial(_build_unet, "v"),
+    "flow": _build_flow,
+    "video": _build_video,
+    "audio": _build_audio,
+}
