@@ -1,0 +1,118 @@
+"""Run guidance methods through ComfyUI's real sampling path and real nodes, with instrumentation.
+
+Every method is a chain of real ComfyUI MODEL-patch nodes (ComfyUI's RescaleCFG, APG, CFGZeroStar,
+this pack's DiffIERGuider) or, for core-only DiffIER options that the UI does not expose, this
+pack's ``DiffIERPatch`` applied the same way the node applies it. Sampling goes through ComfyUI's
+KSampler node. Instrumentation uses only list hooks: an ``APPLY_MODEL`` wrapper counts model rows
+(evaluations per sample) and a final post-CFG hook records each step's (σ, x, guided x̂₀).
+
+Usage::
+
+    from benchmarks.harness import Harness, Method
+    h = Harness()                             # boots ComfyUI in-process, loads the pack
+    m = Method("diffier", (("DiffIERGuider", {...}),))
+    result = h.sample(model, m, positive=..., negative=..., latent=..., seed=0, steps=20, cfg=5.0)
+    result.samples, result.evals_per_sample, result.trajectory, result.diffier
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+
+from scripts import comfy_inprocess
+
+__all__ = ["Method", "SampleResult", "Harness", "DIFFIER_DEFAULTS", "standard_methods"]
+
+DIFFIER_DEFAULTS = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4, "start_percent": 0.0,
+                    "end_percent": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A guidance method: MODEL-patch nodes applied in order, optionally followed by a core-only DiffIER.
+
+    Args:
+        name: label used in tables and plots.
+        patches: ``((node_id, inputs), ...)``: real ComfyUI nodes with MODEL in/out, applied in order.
+        core_diffier: keyword arguments of ``diffier_core.DiffIERConfig`` for options the node does not
+            expose (``reduction="sum"``, ``inner_guidance="cond"``), applied after ``patches``.
+    """
+
+    name: str
+    patches: tuple[tuple[str, dict[str, Any]], ...] = ()
+    core_diffier: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class SampleResult:
+    samples: torch.Tensor
+    evals_per_sample: float          # model rows evaluated / batch (cond and uncond count one each)
+    wall_s: float
+    trajectory: list[dict[str, torch.Tensor | float]]   # per model call: sigma, x, denoised (guided, final)
+    diffier: list[dict[str, Any]]    # DiffIER run summaries (core-only methods)
+
+
+def standard_methods() -> list[Method]:
+    """Plain CFG, DiffIER (both modes) and ComfyUI's built-in CFG fixes at their node defaults."""
+    return [
+        Method("cfg"),
+        Method("diffier-consistency", (("DiffIERGuider", DIFFIER_DEFAULTS),)),
+        Method("diffier-paper", (("DiffIERGuider", {**DIFFIER_DEFAULTS, "mode": "paper"}),)),
+        Method("rescalecfg", (("RescaleCFG", {"multiplier": 0.7}),)),
+        Method("apg", (("APG", {"eta": 1.0, "norm_threshold": 5.0, "momentum": 0.0}),)),
+        Method("cfgzerostar", (("CFGZeroStar", {}),)),
+    ]
+
+
+class Harness:
+    """A booted in-process ComfyUI with this pack, able to sample any ModelPatcher with any Method."""
+
+    def __init__(self) -> None:
+        self.root, self.nodes, self.run_node, self.pack = comfy_inprocess.session()
+
+    def patch(self, model: Any, method: Method, on_run_end=None) -> Any:
+        """``model`` with ``method``'s patch nodes applied (each node clones; ``model`` is untouched)."""
+        m = model
+        for node_id, inputs in method.patches:
+            (m,) = self.run_node(node_id, model=m, **inputs)
+        if method.core_diffier is not None:
+            core = self.pack.diffier_core
+            kwargs = dict(method.core_diffier)
+            start, end = kwargs.pop("start_percent", 0.0), kwargs.pop("end_percent", 1.0)
+            m = self.pack.nodes.patch.DiffIERPatch(core.DiffIERConfig(**kwargs), start, end,
+                                                   on_run_end=on_run_end).apply(m)
+        return m
+
+    def sample(self, model: Any, method: Method, *, positive: list, negative: list, latent: dict, seed: int,
+               steps: int, cfg: float, sampler: str = "euler", scheduler: str = "normal", denoise: float = 1.0,
+               record: bool = False) -> SampleResult:
+        """One KSampler run of ``method`` on ``model``; ``record`` keeps the per-call trajectory."""
+        import comfy.patcher_extension
+
+        diffier: list[dict[str, Any]] = []
+        m = self.patch(model, method, on_run_end=diffier.append).clone()
+        rows = [0]
+        trajectory: list[dict[str, Any]] = []
+
+        def count_rows(executor, x, t, *args, **kwargs):
+            rows[0] += x.shape[0]
+            return executor(x, t, *args, **kwargs)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "diffier-bench-count", count_rows)
+        if record:
+            def recorder(args):
+                trajectory.append({"sigma": float(args["sigma"].max()), "x": args["input"].detach().cpu(),
+                                   "denoised": args["denoised"].detach().cpu()})
+                return args["denoised"]
+            m.set_model_sampler_post_cfg_function(recorder)
+        t0 = time.perf_counter()
+        (out,) = self.run_node("KSampler", model=m, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+                               scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
+                               denoise=denoise)
+        wall = time.perf_counter() - t0
+        batch = latent["samples"].shape[0]
+        return SampleResult(out["samples"], rows[0] / batch, wall, trajectory, diffier)
