@@ -22,7 +22,8 @@ with the model in the loop. Per iteration, with x̂₀ the current clean estimat
     L = mean((ε'(x') − ε)²)                               # the training loss, Eq. 12
     x̂₀ ← x̂₀ + 2η (x̂₀' − x̂₀)                              # descent on L w.r.t. x̂₀, Jacobian dropped
                                                           # ≡ ε_cfg ← ε_cfg + 2η (ε' − ε)
-    stop when rms(Δx̂₀) / rms(x_t) < threshold (per sample) or k = max_iters
+    a sample stops once rms(Δx̂₀) / rms(x_t) < threshold, or at k = max_iters; the loop ends
+    after the first iteration if every sample is already below the threshold there
 
 Samples that converge stop changing while the others go on, so a sample's result never depends on
 the rest of its batch. All arithmetic is in float32; the result is cast back to the input dtype.
@@ -44,7 +45,8 @@ from .conversions import Convention, denoised_delta_from_eps_delta, eps_from_den
 from .errors import DiffIERParameterError
 from .metrics import per_sample_finite, per_sample_mean_square, per_sample_rms, per_sample_sum_square
 
-__all__ = ["StepInfo", "NoiseFn", "EvaluateFn", "paper_correction", "consistency_correction", "diffier_step"]
+__all__ = ["StepInfo", "resolve_steps", "NoiseFn", "EvaluateFn", "paper_correction", "consistency_correction",
+           "diffier_step"]
 
 #: ``noise(like)`` returns float32 N(0, I) of ``like``'s shape, seeded per sample.
 NoiseFn = Callable[[torch.Tensor], torch.Tensor]
@@ -76,12 +78,16 @@ class StepInfo:
     input_finite: torch.Tensor
     kept: torch.Tensor
 
+    def pack(self) -> torch.Tensor:
+        """The per-sample fields as one float32 tensor of shape ``[5, B]`` (stays on the device)."""
+        return torch.stack([self.iterations.float(), self.loss_initial.float(), self.loss_final.float(),
+                            self.input_finite.float(), self.kept.float()])
+
     def resolve(self) -> dict[str, Any]:
         """Python numbers (copies to the host once)."""
-        packed = torch.stack([
-            self.iterations.float(), self.loss_initial.float(), self.loss_final.float(),
-            self.input_finite.float(), self.kept.float(),
-        ]).cpu().tolist()
+        return self._from_packed(self.pack().tolist())
+
+    def _from_packed(self, packed: list[list[float]]) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "iterations": [int(v) for v in packed[0]],
@@ -91,6 +97,23 @@ class StepInfo:
             "input_finite": [bool(v) for v in packed[3]],
             "kept": [bool(v) for v in packed[4]],
         }
+
+
+def resolve_steps(sigmas: list[torch.Tensor], infos: list[StepInfo]) -> list[dict[str, Any]]:
+    """Per-step records as Python numbers, with the step's σ, in a single device-to-host copy."""
+    if not infos:
+        return []
+    rows = [torch.cat([sigma.detach().float().max().reshape(1).to(info.iterations.device), info.pack().flatten()])
+            for sigma, info in zip(sigmas, infos, strict=True)]
+    sizes = {r.numel() for r in rows}
+    host = torch.stack(rows).tolist() if len(sizes) == 1 else [r.tolist() for r in rows]
+    records = []
+    for index, (row, info) in enumerate(zip(host, infos, strict=True)):
+        batch = (len(row) - 1) // 5
+        record = info._from_packed([row[1 + i * batch:1 + (i + 1) * batch] for i in range(5)])
+        record.update(step=index, sigma=row[0])
+        records.append(record)
+    return records
 
 
 def _mask(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -162,8 +185,9 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch
         eta, threshold, max_iters: as in :class:`DiffIERConfig`.
 
     Returns:
-        The corrected clean estimate (input dtype) and a :class:`StepInfo`. One host sync per
-        iteration decides whether another model evaluation is needed.
+        The corrected clean estimate (input dtype) and a :class:`StepInfo`. Exactly one host sync,
+        after the first iteration, decides whether further model evaluations are needed; later
+        iterations mask converged samples on the device without syncing.
     """
     xf, sf = x.float(), sigma.float()
     x0 = denoised.float()
@@ -186,8 +210,8 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch
         iterations = iterations + active.to(torch.int32)
         # NaN compares False: a sample whose step went non-finite stops (and is discarded below).
         active = active & (per_sample_rms(step) / x_scale >= threshold)
-        if k + 1 < max_iters and not bool(active.any()):
-            break
+        if k == 0 and max_iters > 1 and not bool(active.any()):
+            break  # the step's one host sync: the first update was already below the threshold
     out, input_finite, kept = _guard(x, denoised, x0)
     info = StepInfo("consistency", iterations, loss_initial, loss, evals, input_finite, kept)
     return out, info

@@ -22,6 +22,7 @@ from ..diffier_core import (
     PerSampleNoise,
     StepInfo,
     diffier_step,
+    resolve_steps,
     sample_seeds,
 )
 
@@ -55,18 +56,16 @@ class DiffIERRun:
     convention: str
     sigma_start: float
     sigma_end: float
-    steps: list[tuple[float, StepInfo]] = field(default_factory=list)
+    full_window: bool = False  # start_percent = 0 and end_percent = 1: no step needs σ read on the host
+    steps: list[tuple[torch.Tensor, StepInfo]] = field(default_factory=list)
 
-    def in_window(self, sigma: float) -> bool:
-        return self.sigma_end <= sigma <= self.sigma_start
+    def in_window(self, sigma: torch.Tensor) -> bool:
+        """Whether this step's σ lies in the window (one host sync, only for a partial window)."""
+        return self.full_window or self.sigma_end <= float(sigma.max()) <= self.sigma_start
 
     def summary(self) -> dict[str, Any]:
-        """Per-step records as Python numbers, and totals (one host sync per step record)."""
-        steps = []
-        for index, (sigma, info) in enumerate(self.steps):
-            record = info.resolve()
-            record.update(step=index, sigma=sigma)
-            steps.append(record)
+        """Per-step records as Python numbers, and totals (one host sync for the whole run)."""
+        steps = resolve_steps([sigma for sigma, _ in self.steps], [info for _, info in self.steps])
         iters = [i for s in steps for i in s["iterations"]]
         return {
             "steps_corrected": len(steps),
@@ -109,7 +108,7 @@ class DiffIERPatch:
         sigma_start = float(model_sampling.percent_to_sigma(self.start_percent))
         sigma_end = float(model_sampling.percent_to_sigma(self.end_percent))
         return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), noise_convention(model_sampling),
-                          sigma_start, sigma_end)
+                          sigma_start, sigma_end, self.start_percent <= 0.0 and self.end_percent >= 1.0)
 
     def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                      disable_pbar=False, seed=None, **kwargs):
@@ -160,16 +159,15 @@ class DiffIERPatch:
         if math.isclose(cond_scale, 1.0) or not self.config.enabled:
             return denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
         run = self._run_for(args)
-        sigma_t = args["sigma"]
-        sigma = float(sigma_t.max())
-        if sigma <= 0.0 or not run.in_window(sigma):
+        sigma = args["sigma"]
+        if not run.in_window(sigma):
             return denoised
         evaluate = None
         if self.config.mode == "consistency":
             evaluate = _guided_evaluator(args, cond_scale, self.config.inner_guidance)
-        out, info = diffier_step(args["input"], denoised, sigma_t, self.config, run.noise,
+        out, info = diffier_step(args["input"], denoised, sigma, self.config, run.noise,
                                  convention=run.convention, evaluate=evaluate)
-        run.steps.append((sigma, info))
+        run.steps.append((sigma.detach(), info))
         return out
 
 

@@ -182,3 +182,21 @@ def test_info_resolves_to_python_numbers():
     r = info.resolve()
     assert r["mode"] == "paper" and r["model_evals"] == 0
     assert all(isinstance(v, int) for v in r["iterations"]) and len(r["loss_initial"]) == 2
+
+
+def test_resolve_steps_matches_resolve_and_adds_sigma():
+    x, d = data()
+    infos, sigmas = [], []
+    for s in (0.9, 0.4):
+        _, info = core.diffier_step(x, d, torch.tensor(s), core.DiffIERConfig(mode="paper"), seeded(2),
+                                    convention="eps")
+        infos.append(info)
+        sigmas.append(torch.tensor([s, s]))
+    with core.SyncCounter() as c:
+        records = core.resolve_steps(sigmas, infos)
+    assert c.count == 1
+    for i, (record, info) in enumerate(zip(records, infos, strict=True)):
+        expected = info.resolve()
+        assert record["step"] == i and record["sigma"] == pytest.approx(float(sigmas[i][0]))
+        for key in expected:
+            assert record[key] == pytest.approx(expected[key])

@@ -246,3 +246,24 @@ def test_reads_prediction_type_from_model_sampling(pack_module):
     assert conv(tiny("eps").model.model_sampling) == "eps"
     assert conv(tiny("v").model.model_sampling) == "eps"
     assert conv(tiny("flow").model.model_sampling) == "flow"
+
+
+@pytest.mark.parametrize("mode, per_step", [("paper", 0), ("consistency", 1)])
+def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step):
+    """Beyond plain KSampler, DiffIER adds at most one host sync per step (none in paper mode).
+
+    Per-run work (reading the initial noise for the seeds, the one copy of the step records) is a
+    constant, so the per-step count is the slope between a 4-step and an 8-step run.
+    """
+    counter = pack_module.diffier_core.SyncCounter
+    tm = tiny("eps")
+    extra = {}
+    for steps in (4, 8):
+        with counter() as plain:
+            ksampler(run_node, tm, steps=steps)
+        with counter() as ours:
+            _, info = ksampler(run_node, tm, node="KSamplerDiffIER", steps=steps, **{**DIFFIER, "mode": mode})
+        assert info["steps_corrected"] == steps
+        extra[steps] = ours.count - plain.count
+    assert (extra[8] - extra[4]) / 4 == per_step, extra
+    assert extra[4] <= 4 * per_step + 8, extra   # per-run constant stays small
