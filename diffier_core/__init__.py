@@ -15,13 +15,14 @@ from .conversions import (
 )
 from .correction import StepInfo, consistency_correction, diffier_step, paper_correction, resolve_steps
 from .errors import DiffIERError, DiffIERParameterError
+from .memory import PeakMemory
 from .metrics import per_sample_finite, per_sample_mean_square, per_sample_rms, per_sample_sum_square
 from .noise import PerSampleNoise, mix_seed, sample_seeds
 from .syncs import SyncCounter
 
 __all__ = [
     "CONVENTIONS", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS",
-    "DiffIERConfig", "DiffIERError", "DiffIERParameterError", "PerSampleNoise", "StepInfo", "SyncCounter",
+    "DiffIERConfig", "DiffIERError", "DiffIERParameterError", "PeakMemory", "PerSampleNoise", "StepInfo", "SyncCounter",
     "append_dims", "consistency_correction", "denoised_delta_from_eps_delta", "denoised_from_eps",
     "diffier_step", "eps_from_denoised", "mix_seed", "paper_correction", "per_sample_finite",
     "per_sample_mean_square", "per_sample_rms", "per_sample_sum_square", "renoise", "resolve_steps", "sample_seeds",

@@ -41,9 +41,9 @@ from typing import Any
 import torch
 
 from .config import DiffIERConfig
-from .conversions import Convention, denoised_delta_from_eps_delta, eps_from_denoised, renoise
+from .conversions import Convention, denoised_delta_from_eps_delta, eps_from_denoised, signal_scale
 from .errors import DiffIERParameterError
-from .metrics import per_sample_finite, per_sample_mean_square, per_sample_rms, per_sample_sum_square
+from .metrics import per_sample_finite
 
 __all__ = ["StepInfo", "resolve_steps", "NoiseFn", "EvaluateFn", "paper_correction", "consistency_correction",
            "diffier_step"]
@@ -116,16 +116,23 @@ def resolve_steps(sigmas: list[torch.Tensor], infos: list[StepInfo]) -> list[dic
     return records
 
 
-def _mask(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return flags.reshape(flags.shape + (1,) * (like.ndim - 1))
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A ``[B]`` tensor shaped to broadcast against ``like`` (``[B, 1, ...]``)."""
+    return values.reshape(values.shape + (1,) * (like.ndim - 1))
 
 
-def _guard(x: torch.Tensor, denoised: torch.Tensor, corrected: torch.Tensor):
-    """Keep the correction only for samples where input and output are finite."""
+def _mean_square(t: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean of t² in float32, without a full-size temporary."""
+    flat = t.reshape(t.shape[0], -1)
+    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32).square() / flat.shape[1]
+
+
+def _guard_(corrected: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor):
+    """Keep the float32 ``corrected`` (overwritten) only where input and output are finite; cast back."""
     input_finite = per_sample_finite(denoised) & per_sample_finite(x)
     kept = input_finite & per_sample_finite(corrected)
-    out = torch.where(_mask(kept, corrected), corrected, denoised.float())
-    return out.to(denoised.dtype), input_finite, kept
+    torch.where(_per_sample(kept, corrected), corrected, denoised, out=corrected)
+    return corrected.to(denoised.dtype), input_finite, kept
 
 
 def paper_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, noise: NoiseFn, *,
@@ -143,31 +150,33 @@ def paper_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tenso
         reduction: ``"mean"`` (step 2η(ε_cfg − ε)/N) or ``"sum"`` (step 2η(ε_cfg − ε), destructive).
 
     Returns:
-        The corrected clean estimate (input dtype) and a :class:`StepInfo`. No host sync happens here.
+        The corrected clean estimate (input dtype) and a :class:`StepInfo`. No host sync happens here;
+        the working set is three float32 latents (ε_cfg, the accumulated Δε, the residual).
     """
-    xf, df, sf = x.float(), denoised.float(), sigma.float()
-    eps0 = eps_from_denoised(xf, df, sf, convention)
-    eps = eps0.clone()
-    batch = x.shape[0]
-    loss_of = per_sample_mean_square if reduction == "mean" else per_sample_sum_square
-    step_scale = 2.0 * eta / (eps[0].numel() if reduction == "mean" else 1)
+    sf = sigma.float()
+    eps0 = eps_from_denoised(x.float(), denoised.float(), sf, convention)   # ε_cfg
+    delta = torch.zeros_like(eps0)                                            # ε_cfg(k) − ε_cfg(0)
+    batch, numel = x.shape[0], eps0[0].numel()
+    to_sum = 1.0 if reduction == "mean" else float(numel)
+    step_scale = 2.0 * eta / (numel if reduction == "mean" else 1)
     active = torch.ones(batch, dtype=torch.bool, device=x.device)
     iterations = torch.zeros(batch, dtype=torch.int32, device=x.device)
     loss_initial = loss_prev = torch.zeros(batch, device=x.device)
     for k in range(max_iters):
-        residual = eps - noise(eps)                                   # ε_cfg − ε
-        loss = loss_of(residual)
+        residual = noise(eps0).neg_().add_(eps0).add_(delta)                  # ε_cfg − ε
+        loss = _mean_square(residual) * to_sum                                # L_k
         if k == 0:
             loss_initial = loss
         else:
             active = active & ((loss - loss_prev).abs() >= threshold)
-        eps = eps - step_scale * residual * _mask(active, eps)         # ε_cfg − η ∇L
+        delta.addcmul_(residual, _per_sample(active.float() * -step_scale, residual))  # −η ∇L
         iterations = iterations + active.to(torch.int32)
         loss_prev = loss
-    corrected = df + denoised_delta_from_eps_delta(eps - eps0, sf, convention)
-    out, input_finite, kept = _guard(x, denoised, corrected)
-    info = StepInfo("paper", iterations, loss_initial, loss_prev, 0, input_finite, kept)
-    return out, info
+        del residual
+    corrected = denoised_delta_from_eps_delta(delta, sf, convention).add_(denoised)
+    del delta, eps0
+    out, input_finite, kept = _guard_(corrected, x, denoised)
+    return out, StepInfo("paper", iterations, loss_initial, loss_prev, 0, input_finite, kept)
 
 
 def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, noise: NoiseFn,
@@ -175,12 +184,17 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch
                            threshold: float = 1e-3, max_iters: int = 4) -> tuple[torch.Tensor, StepInfo]:
     """The consistency reading of Algorithm 1 with the model in the loop (see module docstring).
 
+    With x' = a x̂₀ + σ ε and ε' = (x' − a x̂₀')/σ, the residual is ε' − ε = a (x̂₀ − x̂₀')/σ, so the
+    loss and the update both need only ``x̂₀' − x̂₀``: the working set is x̂₀, x' and that difference
+    (at most three float32 latents) next to the model's own output.
+
     Args:
         x: the noisy input x_t, shape ``[B, ...]``.
         denoised: the guided clean estimate x̂₀ that ComfyUI's CFG produced, same shape.
         sigma: per-sample σ, shape ``[B]``, all > 0.
         noise: seeded per-sample N(0, I) source.
-        evaluate: ``evaluate(x')`` → the guided clean estimate at (x', σ), one batched model call.
+        evaluate: ``evaluate(x')`` → the guided clean estimate at (x', σ), one batched model call (its
+            result is read, never written).
         convention: ``"eps"`` or ``"flow"``.
         eta, threshold, max_iters: as in :class:`DiffIERConfig`.
 
@@ -189,32 +203,40 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch
         after the first iteration, decides whether further model evaluations are needed; later
         iterations mask converged samples on the device without syncing.
     """
-    xf, sf = x.float(), sigma.float()
-    x0 = denoised.float()
-    x_scale = per_sample_rms(xf).clamp_min(_TINY)
+    sf = sigma.float()
+    x0 = denoised.float().clone() if denoised.dtype == torch.float32 else denoised.float()
+    flat_x = x.reshape(x.shape[0], -1)
+    x_scale = (torch.linalg.vector_norm(flat_x, dim=1, dtype=torch.float32)
+               / flat_x.shape[1] ** 0.5).clamp_min(_TINY)                     # rms(x_t)
+    a = _per_sample(signal_scale(sf, convention), x0)
+    s = _per_sample(sf, x0)
+    loss_weight = (a / s).square().flatten()                                  # (a/σ)² per sample
     batch = x.shape[0]
     active = torch.ones(batch, dtype=torch.bool, device=x.device)
     iterations = torch.zeros(batch, dtype=torch.int32, device=x.device)
     loss_initial = loss = torch.zeros(batch, device=x.device)
     evals = 0
     for k in range(max_iters):
-        eps = noise(x0)
-        x_prime = renoise(x0, eps, sf, convention)                     # x' = a(σ) x̂₀ + σ ε
-        d_prime = evaluate(x_prime.to(x.dtype)).float()                # D_cfg(x', σ)
+        x_prime = noise(x0).mul_(s).addcmul_(a, x0)                           # x' = a x̂₀ + σ ε
+        d_prime = evaluate(x_prime.to(x.dtype))                               # x̂₀' = D_cfg(x', σ)
+        del x_prime
         evals += 1
-        loss = per_sample_mean_square(eps_from_denoised(x_prime, d_prime, sf, convention) - eps)
+        # x̂₀' − x̂₀; in place only on our own float32 copy (the evaluator's tensor is never written)
+        diff = d_prime - x0 if d_prime.dtype == torch.float32 else d_prime.float().sub_(x0)
+        del d_prime
+        loss = loss_weight * _mean_square(diff)                               # mean((ε' − ε)²)
         if k == 0:
             loss_initial = loss
-        step = 2.0 * eta * (d_prime - x0) * _mask(active, x0)         # −η ∇_{x̂₀} L (SDS)
-        x0 = x0 + step
+        step_rms = active.float() * 2.0 * eta * _mean_square(diff).sqrt()    # rms(Δx̂₀)
+        x0.addcmul_(diff, _per_sample(active.float() * 2.0 * eta, diff))      # x̂₀ += 2η (x̂₀' − x̂₀)
+        del diff
         iterations = iterations + active.to(torch.int32)
         # NaN compares False: a sample whose step went non-finite stops (and is discarded below).
-        active = active & (per_sample_rms(step) / x_scale >= threshold)
+        active = active & (step_rms / x_scale >= threshold)
         if k == 0 and max_iters > 1 and not bool(active.any()):
             break  # the step's one host sync: the first update was already below the threshold
-    out, input_finite, kept = _guard(x, denoised, x0)
-    info = StepInfo("consistency", iterations, loss_initial, loss, evals, input_finite, kept)
-    return out, info
+    out, input_finite, kept = _guard_(x0, x, denoised)
+    return out, StepInfo("consistency", iterations, loss_initial, loss, evals, input_finite, kept)
 
 
 def diffier_step(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, config: DiffIERConfig,

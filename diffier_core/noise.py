@@ -54,9 +54,8 @@ class PerSampleNoise:
         return gen
 
     def __call__(self, like: torch.Tensor) -> torch.Tensor:
-        """A float32 tensor of ``like``'s shape; sample ``i`` drawn from generator ``i``."""
-        shape = like.shape[1:]
-        return torch.stack([
-            torch.randn(shape, generator=self._generator(like.device, i), device=like.device, dtype=torch.float32)
-            for i in range(like.shape[0])
-        ])
+        """A new float32 tensor of ``like``'s shape; sample ``i`` drawn from generator ``i``."""
+        out = torch.empty(like.shape, device=like.device, dtype=torch.float32)
+        for i in range(like.shape[0]):
+            out[i].normal_(generator=self._generator(like.device, i))
+        return out
