@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,11 +41,14 @@ class Method:
         patches: ``((node_id, inputs), ...)``: real ComfyUI nodes with MODEL in/out, applied in order.
         core_diffier: keyword arguments of ``diffier_core.DiffIERConfig`` for options the node does not
             expose (``reduction="sum"``, ``inner_guidance="cond"``), applied after ``patches``.
+        extra: optional ``ModelPatcher -> ModelPatcher`` applied last, for benchmark-only hooks that are
+            no node (it must clone, as the nodes do).
     """
 
     name: str
     patches: tuple[tuple[str, dict[str, Any]], ...] = ()
     core_diffier: dict[str, Any] | None = None
+    extra: Callable[[Any], Any] | None = None
 
 
 @dataclasses.dataclass
@@ -85,6 +89,8 @@ class Harness:
             start, end = kwargs.pop("start_percent", 0.0), kwargs.pop("end_percent", 1.0)
             m = self.pack.nodes.patch.DiffIERPatch(core.DiffIERConfig(**kwargs), start, end,
                                                    on_run_end=on_run_end).apply(m)
+        if method.extra is not None:
+            m = method.extra(m)
         return m
 
     def sample(self, model: Any, method: Method, *, positive: list, negative: list, latent: dict, seed: int,
