@@ -1,0 +1,215 @@
+"""The shipped API workflows run unchanged on a real ComfyUI server, queued over HTTP and followed on /ws.
+
+The checkpoints are full-size, random-weight models with the real architectures and the exact file
+names the workflows use (``tests/checkpoints.py``); the only change to each workflow is its size and
+step count (64×64, 2 steps), to keep CI fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoints import SD21_EPS, ensure_checkpoints
+from PIL import Image
+from server_harness import ComfyServer, PromptRejected
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO_ROOT / "workflows"
+API_DIR = WORKFLOWS / "api"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "workflows"
+# x4 first, then the SD 2.1 workflows, so the bad-request test after them finds SD 2.1 still loaded
+ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "guidance_sweep")
+NODE_IDS = ("DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider")
+SIZE, STEPS, SR_INPUT_SIZE = 64, 2, 128
+SWEEP_COLS, SWEEP_SPACING = 4, 8
+EXPECTED_SIZE = {  # (width, height) of the saved image after reduce_for_ci
+    "sd21_txt2img_ksampler_diffier": (SIZE, SIZE),
+    "sd21_txt2img_guider": (SIZE, SIZE),
+    "sd_x4_upscale": (SIZE, SIZE),
+    "guidance_sweep": (SWEEP_COLS * SIZE + (SWEEP_COLS - 1) * SWEEP_SPACING, 2 * SIZE + SWEEP_SPACING),
+}
+
+
+def load_api(name: str) -> dict:
+    return json.loads((API_DIR / f"{name}.json").read_text())
+
+
+def reduce_for_ci(prompt: dict, size: int = SIZE, steps: int = STEPS) -> dict:
+    """The workflow unchanged except its resolution and step count."""
+    p = copy.deepcopy(prompt)
+    for node in p.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "EmptyLatentImage":
+            inputs.update(width=size, height=size)
+        if node["class_type"] == "SD_4XUpscale_Conditioning":
+            inputs["scale_ratio"] = size / SR_INPUT_SIZE
+        if "steps" in inputs:
+            inputs["steps"] = steps
+    return p
+
+
+def nodes_of(prompt: dict, class_type: str) -> list[str]:
+    return [k for k, v in prompt.items() if v["class_type"] == class_type]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    models = ensure_checkpoints().parent
+    work = tmp_path_factory.mktemp("comfy-server")
+    input_dir = work / "input"
+    input_dir.mkdir()
+    for f in (WORKFLOWS / "input").iterdir():
+        shutil.copy(f, input_dir / f.name)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "comfyui-server.log"
+    log_path.unlink(missing_ok=True)
+    srv = ComfyServer(models_dir=models, input_dir=input_dir, output_dir=work / "output", log_path=log_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def test_object_info_lists_the_three_nodes_with_tooltips(server):
+    info = server.get_json("/object_info")
+    for node_id in NODE_IDS:
+        assert node_id in info, f"{node_id} missing from /object_info"
+        spec = info[node_id]
+        assert spec["description"] and spec["category"] == "sampling/diffier"
+        for name, (_, options) in ((n, (s[0], s[1] if len(s) > 1 else {}))
+                                   for n, s in spec["input"]["required"].items()):
+            assert options.get("tooltip"), f"{node_id}.{name} has no tooltip in /object_info"
+    assert info["KSamplerDiffIER"]["output_name"] == ["LATENT", "diffier_info"]
+    for node_id in ("SD_4XUpscale_Conditioning", "ImageStitch", "PreviewAny"):
+        assert node_id in info  # the core nodes the workflows use
+
+
+def _assert_image(server, result, save_id: str, size: tuple[int, int], name: str) -> np.ndarray:
+    images = result.outputs[save_id]["images"]
+    assert len(images) == 1
+    path = server.output_file(images[0])
+    assert path.is_file(), path
+    shutil.copy(path, ARTIFACTS / f"{name}.png")
+    with Image.open(path) as im:
+        assert im.size == size
+        arr = np.asarray(im.convert("RGB"), dtype=np.float64)
+    assert np.isfinite(arr).all()
+    assert arr.std() > 0.0, "the image is constant (NaNs become 0 on save)"
+    return arr
+
+
+def _assert_diffier_info(text: str, steps: int) -> None:
+    info = json.loads(text)
+    assert info["steps_corrected"] == steps and len(info["steps"]) == steps
+    assert info["extra_model_evals"] > 0
+    for step in info["steps"]:
+        assert all(step["input_finite"]), step
+        assert all(step["kept"]), step
+        assert all(np.isfinite(step["loss_final"])), step
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_api_workflow_runs_unchanged(server, name):
+    shipped = load_api(name)
+    prompt = reduce_for_ci(shipped)
+    log_before = len(server.log_text())
+    result = server.run(prompt, timeout=600)
+    log = server.log_text()[log_before:]
+    (save_id,) = nodes_of(prompt, "SaveImage")
+    _assert_image(server, result, save_id, EXPECTED_SIZE[name], name)
+    assert "invalid value encountered" not in log  # numpy's warning when SaveImage casts NaN
+
+    samplers = nodes_of(prompt, "KSamplerDiffIER") + nodes_of(prompt, "KSampler")
+    for sid in samplers:  # progress reached the page's websocket for every sampler, step by step
+        assert (STEPS, STEPS) in result.progress(sid), f"no final progress message for sampler {sid}"
+
+    summary = re.compile(rf"DiffIER consistency: {STEPS} steps corrected, [0-9.]+ mean iterations, "
+                         r"[1-9][0-9]* extra evaluations")
+    for sid in nodes_of(prompt, "KSamplerDiffIER"):
+        (text,) = result.outputs[sid]["text"]  # the node's ui text, recorded in /history
+        assert summary.fullmatch(text), text
+        assert result.executed(sid) and result.executed(sid)[0]["text"] == [text]
+    for pid in nodes_of(prompt, "PreviewAny"):  # diffier_info JSON, shown by "Preview as Text"
+        (text,) = result.outputs[pid]["text"]
+        _assert_diffier_info(text, STEPS)
+
+    if nodes_of(prompt, "DiffIERGuider"):  # model-patch route: the run summary goes to the server log
+        assert re.search(rf"DiffIER \(consistency\): {STEPS} steps corrected", log), log[-3000:]
+    if name == "guidance_sweep":
+        assert len(nodes_of(prompt, "KSamplerDiffIER")) == len(nodes_of(prompt, "KSampler")) == SWEEP_COLS
+        cfgs = [prompt[s]["inputs"]["cfg"] for s in nodes_of(prompt, "KSampler")]
+        assert cfgs == [prompt[s]["inputs"]["cfg"] for s in nodes_of(prompt, "KSamplerDiffIER")]
+        assert len({prompt[s]["inputs"]["seed"] for s in samplers}) == 1
+    ckpt = prompt[nodes_of(prompt, "CheckpointLoaderSimple")[0]]["inputs"]["ckpt_name"]
+    if ckpt.startswith("v2-1_768") and "model_type" in log:
+        assert "model_type V_PREDICTION" in log  # ComfyUI detected the 768-v checkpoint as v-prediction
+
+
+def _bad(prompt: dict, node_id: str, **inputs) -> dict:
+    p = copy.deepcopy(prompt)
+    p[node_id]["inputs"].update(inputs)
+    return p
+
+
+def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server):
+    good = reduce_for_ci(load_api("sd21_txt2img_ksampler_diffier"))
+    (ks,) = nodes_of(good, "KSamplerDiffIER")
+    guider_wf = reduce_for_ci(load_api("sd21_txt2img_guider"))
+    (gd,) = nodes_of(guider_wf, "DiffIERGuider")
+    # The nodes' validate_inputs takes **kwargs, so ComfyUI 0.3.75 hands every widget value to it instead
+    # of its own min/max and combo checks: range and option errors arrive as custom_validation_failed
+    # with DiffIER's message naming the input. Links of the wrong type are still caught by ComfyUI.
+    custom = "custom_validation_failed"
+    cases = [  # (prompt, node, accepted error types, text the error must contain)
+        (_bad(good, ks, eta=2.0), ks, {"value_bigger_than_max", custom}, "'eta' must be"),
+        (_bad(good, ks, max_iters=-1), ks, {"value_smaller_than_min", custom}, "'max_iters' must be"),
+        (_bad(guider_wf, gd, threshold=5.0), gd, {"value_bigger_than_max", custom}, "'threshold' must be"),
+        (_bad(good, ks, eta="lots"), ks, {"invalid_input_type", custom}, "eta"),
+        (_bad(good, ks, max_iters="four"), ks, {"invalid_input_type", custom}, "max_iters"),
+        (_bad(good, ks, model=["2", 0]), ks, {"return_type_mismatch"}, "model"),
+        (_bad(good, ks, mode="bogus"), ks, {"value_not_in_list", custom}, "'mode' must be"),
+        (_bad(guider_wf, gd, mode="bogus"), gd, {"value_not_in_list", custom}, "'mode' must be"),
+        (_bad(good, ks, start_percent=0.8, end_percent=0.2), ks, {custom}, "'start_percent' must be"),
+    ]
+    for prompt, node_id, kinds, needle in cases:
+        with pytest.raises(PromptRejected) as err:
+            server.queue(prompt)
+            pytest.fail(f"accepted: {node_id} {prompt[node_id]['inputs']}")
+        assert err.value.status == 400, err.value
+        body = err.value.body
+        assert body["error"]["type"] == "prompt_outputs_failed_validation", body
+        errors = body["node_errors"][node_id]["errors"]
+        assert any(e["type"] in kinds and needle in e["details"] + e["message"] for e in errors), \
+            (kinds, needle, errors)
+        assert server.alive()
+    # unknown node type: rejected as a whole prompt
+    broken = copy.deepcopy(good)
+    broken[ks]["class_type"] = "KSamplerDiffIERDoesNotExist"
+    with pytest.raises(PromptRejected) as err:
+        server.queue(broken)
+    assert err.value.status == 400 and err.value.body["error"]["type"] == "invalid_prompt"
+    # the server still serves the next good prompt (new seed: not answered from ComfyUI's cache)
+    good[ks]["inputs"]["seed"] += 1
+    result = server.run(good, timeout=600)
+    _assert_image(server, result, nodes_of(good, "SaveImage")[0], (SIZE, SIZE), "after_bad_requests")
+    assert server.get_json("/queue")["queue_running"] == []
+
+
+def test_text_to_image_on_the_eps_variant(server):
+    prompt = reduce_for_ci(load_api("sd21_txt2img_ksampler_diffier"))
+    (loader,) = nodes_of(prompt, "CheckpointLoaderSimple")
+    prompt[loader]["inputs"]["ckpt_name"] = SD21_EPS
+    log_before = len(server.log_text())
+    result = server.run(prompt, timeout=600)
+    assert "model_type EPS" in server.log_text()[log_before:]
+    _assert_image(server, result, nodes_of(prompt, "SaveImage")[0], (SIZE, SIZE), "sd21_eps_txt2img")
+    _assert_diffier_info(result.outputs[nodes_of(prompt, "PreviewAny")[0]]["text"][0], STEPS)
