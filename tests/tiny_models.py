@@ -83,13 +83,16 @@ def make_latent(tm: TinyModel, batch: int = 1, **extra) -> dict:
     return {"samples": torch.zeros((batch,) + tuple(tm.latent_shape)), **extra}
 
 
-def make_model(kind: str, seed: int = 0) -> TinyModel:
-    """Build a fresh tiny model of ``kind`` (see ``KINDS``) with seeded random weights, CPU float32."""
+def make_model(kind: str, seed: int = 0, dtype: torch.dtype = torch.float32) -> TinyModel:
+    """Build a fresh tiny model of ``kind`` (see ``KINDS``) with seeded random weights on the CPU.
+
+    ``dtype`` is the weights' (inference) dtype, as ComfyUI's ``set_inference_dtype`` sets it.
+    """
     try:
         builder = _BUILDERS[kind]
     except KeyError:
         raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}") from None
-    return builder(seed)
+    return builder(seed, dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ def _random_state_dict(module: torch.nn.Module, seed: int) -> dict:
     return sd
 
 
-def _finish(model_config, seed: int, checkpoint_sd: dict | None = None):
+def _finish(model_config, seed: int, checkpoint_sd: dict | None = None, dtype: torch.dtype = torch.float32):
     """comfy.sd.load_diffusion_model_state_dict's steps, for CPU/float32 and a known config.
 
     ``checkpoint_sd`` holds non-UNet checkpoint entries that ``get_model`` reads (Stable Audio).
@@ -128,7 +131,7 @@ def _finish(model_config, seed: int, checkpoint_sd: dict | None = None):
     import comfy.model_management as mm
     import comfy.model_patcher
 
-    model_config.set_inference_dtype(torch.float32, None)
+    model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model(checkpoint_sd or {}, "")
     model = model.to(mm.unet_offload_device())
     model.load_model_weights(_random_state_dict(model.diffusion_model, seed), "")
@@ -203,28 +206,28 @@ def _configs():
     return {"eps": TinySD15, "v": TinySD2V, "flow": TinySD3, "video": TinyWan21, "audio": TinyStableAudio}
 
 
-def _build_unet(kind: str, seed: int) -> TinyModel:
+def _build_unet(kind: str, seed: int, dtype: torch.dtype) -> TinyModel:
     cfg_cls = _configs()[kind]
-    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, dtype=dtype)
     return TinyModel(kind, patcher, (4, 8, 8), kind, context_dim=32, context_tokens=_CONTEXT_TOKENS,
                      seed=seed)
 
 
-def _build_flow(seed: int) -> TinyModel:
+def _build_flow(seed: int, dtype: torch.dtype) -> TinyModel:
     cfg_cls = _configs()["flow"]
-    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, dtype=dtype)
     return TinyModel("flow", patcher, (16, 8, 8), "flow", context_dim=32, context_tokens=_CONTEXT_TOKENS,
                      pooled_dim=32, seed=seed)
 
 
-def _build_video(seed: int) -> TinyModel:
+def _build_video(seed: int, dtype: torch.dtype) -> TinyModel:
     cfg_cls = _configs()["video"]
-    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, dtype=dtype)
     return TinyModel("video", patcher, (16, 3, 8, 8), "flow", context_dim=32, context_tokens=_CONTEXT_TOKENS,
                      seed=seed)
 
 
-def _build_audio(seed: int) -> TinyModel:
+def _build_audio(seed: int, dtype: torch.dtype) -> TinyModel:
     from comfy.ldm.audio.embedders import NumberConditioner
 
     cfg_cls = _configs()["audio"]
@@ -233,12 +236,12 @@ def _build_audio(seed: int) -> TinyModel:
     for i, name in enumerate(("seconds_start", "seconds_total")):
         emb_sd = _random_state_dict(NumberConditioner(768, min_val=0, max_val=512), seed + 7919 * (i + 1))
         meta_sd.update({f"conditioner.conditioners.{name}.{k}": v for k, v in emb_sd.items()})
-    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=meta_sd)
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=meta_sd, dtype=dtype)
     return TinyModel("audio", patcher, (64, 32), "v_continuous", context_dim=768,
                      context_tokens=_CONTEXT_TOKENS, seed=seed)
 
 
-_BUILDERS: dict[str, Callable[[int], TinyModel]] = {
+_BUILDERS: dict[str, Callable[[int, torch.dtype], TinyModel]] = {
     "eps": functools.partial(_build_unet, "eps"),
     "v": functools.partial(_build_unet, "v"),
     "flow": _build_flow,
