@@ -1,0 +1,126 @@
+"""The shipped UI-format workflows in the real ComfyUI frontend, in headless Chromium, on a real server.
+
+For every ``workflows/*.json``: open it through the app's file input (what Workflow > Open and
+drag-and-drop use), check no "missing node types" report or dialog and that every node and link of the
+file is in the graph, save a screenshot (``tests/artifacts/browser/``), lower its size and step count
+in the widgets as a user would (64×64, 2 steps), queue it with the page's Run button and wait for the
+run to finish; then check the server's /history for the image and DiffIER's report.
+
+Needs Python ``playwright`` and the system Chromium (``.ci/run`` installs Debian's ``chromium``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from checkpoints import ensure_checkpoints
+from PIL import Image
+from server_harness import ComfyServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO_ROOT / "workflows"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
+ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "guidance_sweep")
+SIZE, STEPS, SR_INPUT_SIZE = 64, 2, 128
+EXPECTED_SIZE = {"sd21_txt2img_ksampler_diffier": (SIZE, SIZE), "sd21_txt2img_guider": (SIZE, SIZE),
+                 "sd_x4_upscale": (SIZE, SIZE), "guidance_sweep": (4 * SIZE + 3 * 8, 2 * SIZE + 8)}
+
+
+def _frontend():
+    name = "diffier_frontend"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, WORKFLOWS / "tools" / "frontend.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_every_api_workflow_has_its_ui_twin():
+    for name in ORDER:  # same nodes, same types, same titles (the UI file omits default titles)
+        assert (WORKFLOWS / f"{name}.json").is_file() and (WORKFLOWS / "api" / f"{name}.json").is_file()
+        prompt = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+        wf = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        assert {str(n["id"]): n["type"] for n in wf["nodes"]} == {k: v["class_type"] for k, v in prompt.items()}
+        n_links = sum(isinstance(v, list) for node in prompt.values() for v in node["inputs"].values())
+        assert len(wf["links"]) == n_links
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    try:
+        _frontend().chromium_path()
+    except FileNotFoundError as exc:  # CI installs it in .ci/run; a missing browser is a failure there
+        pytest.fail(str(exc))
+    work = tmp_path_factory.mktemp("comfy-browser")
+    shutil.copytree(WORKFLOWS / "input", work / "input")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "comfyui-server.log"
+    log_path.unlink(missing_ok=True)
+    srv = ComfyServer(models_dir=ensure_checkpoints().parent, input_dir=work / "input",
+                      output_dir=work / "output", log_path=log_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with _frontend().browser_page(server.url, viewport=(1920, 1080)) as page:
+        yield page
+
+
+def _reduce_in_widgets(fe, page, wf: dict) -> None:
+    for node in wf["nodes"]:
+        if node["type"] == "EmptyLatentImage":
+            fe.set_widgets(page, node["id"], width=SIZE, height=SIZE)
+        elif node["type"] in ("KSampler", "KSamplerDiffIER"):
+            fe.set_widgets(page, node["id"], steps=STEPS)
+        elif node["type"] == "SD_4XUpscale_Conditioning":
+            fe.set_widgets(page, node["id"], scale_ratio=SIZE / SR_INPUT_SIZE)
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_ui_workflow_loads_and_runs_in_the_browser(server, page, name):
+    fe = _frontend()
+    path = WORKFLOWS / f"{name}.json"
+    wf = json.loads(path.read_text())
+
+    fe.load_file(page, path, expected_nodes=len(wf["nodes"]))
+    assert fe.missing_reports(page) == []
+    page.wait_for_timeout(500)
+    dialogs = page.locator(".p-dialog")
+    assert dialogs.count() == 0, dialogs.first.inner_text()[:1000]
+    graph = fe.graph_summary(page)
+    assert graph["nodes"] == {str(n["id"]): n["type"] for n in wf["nodes"]}
+    assert sorted(graph["links"]) == sorted(link[1:6] for link in wf["links"])
+    fe.fit_view(page)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+    _reduce_in_widgets(fe, page, wf)
+    log_before = len(server.log_text())
+    run = fe.queue_from_page(page)
+    entry = server.wait_history(run["prompt_id"], timeout=60)
+    assert entry["status"]["status_str"] == "success"
+    prompt = entry["prompt"][2]  # what the page sent: the workflow as loaded, with the reduced widgets
+    assert {k: v["class_type"] for k, v in prompt.items()} == \
+        {str(n["id"]): n["type"] for n in wf["nodes"] if n["type"] != "Note"}
+    (save_id,) = [k for k, v in prompt.items() if v["class_type"] == "SaveImage"]
+    (image,) = entry["outputs"][save_id]["images"]
+    with Image.open(server.output_file(image)) as im:
+        assert im.size == EXPECTED_SIZE[name]
+    for sid in (k for k, v in prompt.items() if v["class_type"] == "KSamplerDiffIER"):
+        assert re.match(rf"DiffIER consistency: {STEPS} steps corrected", entry["outputs"][sid]["text"][0])
+    if any(v["class_type"] == "DiffIERGuider" for v in prompt.values()):
+        assert f"DiffIER (consistency): {STEPS} steps corrected" in server.log_text()[log_before:]
+    page.screenshot(path=str(ARTIFACTS / f"{name}-after-run.png"))
