@@ -7,7 +7,7 @@ TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
 PORT        ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: venv runtime serve test lint clean
+.PHONY: venv runtime serve test lint clean workflows-ui
 
 venv: $(VENV_STAMP)
 
@@ -29,6 +29,11 @@ serve: venv runtime
 
 test: venv runtime
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+# Regenerate workflows/api/*.json and, through the real frontend in headless Chromium, workflows/*.json.
+workflows-ui: venv runtime
+	$(PY) workflows/tools/make_api_workflows.py
+	$(PY) workflows/tools/make_ui_workflows.py
 
 lint: venv
 	$(PY) -m ruff check .
