@@ -6,10 +6,11 @@ from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 from .cfg_guider import DiffIERCFGGuider
+from .demo import DEMO_NODES
 from .guider import DiffIERGuider
 from .ksampler import KSamplerDiffIER
 
-NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider]
+NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider, *DEMO_NODES]
 
 
 class DiffIERExtension(ComfyExtension):

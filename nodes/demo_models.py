@@ -32,8 +32,9 @@ log = logging.getLogger("DiffIER")
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 NULL_CLASS = 10
-DIGITS_IMAGE_SIZE = 32   # training/sampling resolution (28×28 digits padded by 2 pixels)
-DIGITS_CROP = 2          # padding removed again by the decoder
+DIGITS_IMAGE_SIZE = 24   # training/sampling resolution
+DIGITS_CROP = 2          # 28×28 digits are cropped to 24×24 (0.24% of the ink lies outside)
+GROUPNORM_GROUPS = 8
 
 __all__ = ["MODELS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model", "build_digits_model",
            "digits_context", "digits_conditioning", "digits_empty_latent", "digits_decode", "digits_config_class"]
@@ -67,14 +68,14 @@ def default_digits_config() -> dict[str, Any]:
             "image_size": DIGITS_IMAGE_SIZE,
             "in_channels": 1,
             "out_channels": 1,
-            "model_channels": 32,
+            "model_channels": 16,
             "num_res_blocks": [1, 1, 1],
             "channel_mult": [1, 2, 2],
-            "transformer_depth": [0, 1, 1],
-            "transformer_depth_output": [0, 0, 1, 1, 1, 1],
+            "transformer_depth": [0, 0, 1],  # cross-attention at 6×6 and in the middle block only (CPU cost)
+            "transformer_depth_output": [0, 0, 0, 0, 1, 1],
             "transformer_depth_middle": 1,
-            "context_dim": 64,
-            "num_head_channels": 32,
+            "context_dim": 32,
+            "num_head_channels": 16,
             "num_heads": -1,
             "use_spatial_transformer": True,
             "use_linear_in_transformer": True,
@@ -95,6 +96,7 @@ def digits_config_class():
     """``(config class, model class)``; created lazily because importing comfy needs a booted ComfyUI."""
     import comfy.latent_formats
     import comfy.model_base
+    import comfy.ops
     import comfy.supported_models_base
 
     class DigitsLatentFormat(comfy.latent_formats.LatentFormat):
@@ -111,6 +113,14 @@ def digits_config_class():
             super().__init__(model_config, **kwargs)
             self.class_embedding = torch.nn.Parameter(torch.zeros(num_classes + 1, tokens, dim))
 
+    class DigitsOps(comfy.ops.disable_weight_init):
+        """ComfyUI's default ops with GroupNorm capped at 8 groups (its UNet hard-codes 32, which would
+        force ≥ 32 channels per level; this network uses 16)."""
+
+        class GroupNorm(comfy.ops.disable_weight_init.GroupNorm):
+            def __init__(self, num_groups, num_channels, *args, **kwargs):
+                super().__init__(min(num_groups, GROUPNORM_GROUPS), num_channels, *args, **kwargs)
+
     class DigitsConfig(comfy.supported_models_base.BASE):
         unet_config: dict[str, Any] = {}
         unet_extra_config: dict[str, Any] = {}
@@ -118,7 +128,8 @@ def digits_config_class():
         sampling_settings: dict[str, Any] = {}  # ComfyUI's discrete (SD) schedule, 1000 steps
         memory_usage_factor = 0.1
         supported_inference_dtypes = [torch.float32]
-        extra = {"num_classes": 10, "tokens": 4, "dim": 64}
+        extra = {"num_classes": 10, "tokens": 4, "dim": 32}
+        custom_operations = DigitsOps
 
         def get_model(self, state_dict, prefix="", device=None):
             return DigitsModel(self, self.extra["num_classes"], self.extra["tokens"], self.extra["dim"],
@@ -180,9 +191,13 @@ def digits_context(model, labels: torch.Tensor) -> torch.Tensor:
     return model.class_embedding[labels.long()]
 
 
-def digits_conditioning(model, label: int, batch: int = 1) -> list:
-    """CONDITIONING for one class id (``NULL_CLASS`` for the negative/unconditional)."""
-    labels = torch.full((batch,), int(label), dtype=torch.long)
+def digits_conditioning(model, label: int | list[int], batch: int = 1) -> list:
+    """CONDITIONING for one class id (``NULL_CLASS`` for the negative/unconditional), or for one class id
+    per sample when ``label`` is a list (then ``batch`` is ignored)."""
+    if isinstance(label, (list, tuple)):
+        labels = torch.tensor([int(v) for v in label], dtype=torch.long)
+    else:
+        labels = torch.full((batch,), int(label), dtype=torch.long)
     with torch.no_grad():
         context = digits_context(model, labels).detach().clone().float()
     return [[context, {}]]
@@ -193,10 +208,10 @@ def digits_empty_latent(batch: int) -> dict:
 
 
 def digits_to_unit(samples: torch.Tensor) -> torch.Tensor:
-    """``[B, 1, 32, 32]`` in [-1, 1] → ``[B, 28, 28]`` in [0, 1] (the classifier's input)."""
-    c = DIGITS_CROP
-    x = samples[:, 0, c:samples.shape[-2] - c, c:samples.shape[-1] - c]
-    return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    """``[B, 1, 24, 24]`` in [-1, 1] → ``[B, 28, 28]`` in [0, 1] (the classifier's input; the 2-pixel
+    border that training cropped away is restored as background)."""
+    x = ((samples[:, 0].float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    return torch.nn.functional.pad(x, (DIGITS_CROP,) * 4)
 
 
 def digits_decode(samples: torch.Tensor, scale: int = 1) -> torch.Tensor:
