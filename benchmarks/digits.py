@@ -85,7 +85,7 @@ def grid_methods() -> list[Method]:
 class RunConfig:
     omegas: tuple[float, ...] = OMEGAS
     seeds: tuple[int, ...] = (0, 1, 2)
-    per_class: int = 10
+    per_class: int = 6
     steps: int = 20
     samplers: tuple[str, ...] = ("euler",)
     scheduler: str = "normal"
@@ -94,6 +94,7 @@ class RunConfig:
     # ω subsets for costly/secondary sweep methods (others run at every ω in ``omegas``)
     method_omegas: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: {
         "diffier-consistency-condinner": (1.5, 3.0, 7.5, 15.0),
+        "diffier-paper-mean": (1.5, 3.0, 7.5, 15.0),
         "diffier-paper-sum": (1.5, 3.0, 7.5, 15.0),
     })
     grid: bool = True
@@ -200,6 +201,15 @@ def ci95(values: list[float]) -> tuple[float, float]:
 # the run
 
 
+def all_jobs(cfg: RunConfig) -> list[tuple[Method, float, str]]:
+    """``(method, ω, group)`` in report order."""
+    sweep = [m for m in sweep_methods() if not cfg.sweep or m.name in cfg.sweep]
+    jobs = [(m, w, "sweep") for m in sweep for w in cfg.omegas if w in cfg.method_omegas.get(m.name, cfg.omegas)]
+    if cfg.grid:
+        jobs += [(m, w, "grid") for m in grid_methods() for w in cfg.grid_omegas]
+    return jobs
+
+
 class DigitsBench:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
@@ -226,12 +236,10 @@ class DigitsBench:
         return {**metrics, "evals_per_sample": res.evals_per_sample, "wall_s": res.wall_s,
                 "nonfinite_samples": nonfinite}
 
-    def run(self) -> dict[str, Any]:
+    def run(self, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+        """All jobs, or every ``n``-th starting at ``i`` for ``shard = (i, n)`` (merge with ``--merge``)."""
         cfg = self.config
-        sweep = [m for m in sweep_methods() if not cfg.sweep or m.name in cfg.sweep]
-        jobs = [(m, w, "sweep") for m in sweep for w in cfg.omegas if w in cfg.method_omegas.get(m.name, cfg.omegas)]
-        if cfg.grid:
-            jobs += [(m, w, "grid") for m in grid_methods() for w in cfg.grid_omegas]
+        jobs = all_jobs(cfg)[shard[0]::shard[1]]
         results = []
         t_start = time.perf_counter()
         for sampler in cfg.samplers:
@@ -302,16 +310,18 @@ def plot_quality(report: dict, path: Path, sampler: str = "euler") -> None:
     plt.close(fig)
 
 
-def save_grids(bench: DigitsBench, out: Path) -> list[str]:
+def save_grids(grids: dict, config: RunConfig, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files = []
-    for omega in bench.config.grid_png_omegas:
-        for sampler in bench.config.samplers:
-            items = [(name, img) for (name, w, s), img in bench.grids.items() if w == omega and s == sampler]
+    order = [m.name for m in sweep_methods()]
+    for omega in config.grid_png_omegas:
+        for sampler in config.samplers:
+            items = sorted(((name, img) for (name, w, s), img in grids.items() if w == omega and s == sampler),
+                           key=lambda item: order.index(item[0]) if item[0] in order else len(order))
             if not items:
                 continue
             cols = 4
@@ -320,13 +330,13 @@ def save_grids(bench: DigitsBench, out: Path) -> list[str]:
             for ax in axes.flat:
                 ax.axis("off")
             for ax, (name, img) in zip(axes.flat, items, strict=False):
-                per = bench.config.per_class
+                per = config.per_class
                 k = min(per, 8)
                 sel = torch.stack([img[c * per:c * per + k] for c in range(10)])  # [10, k, 28, 28]
                 grid = sel.permute(0, 2, 1, 3).reshape(10 * 28, k * 28)
                 ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
                 ax.set_title(name, fontsize=8)
-            fig.suptitle(f"ω = {omega:g}, {sampler}, seed {bench.config.seeds[0]} (row = requested digit)")
+            fig.suptitle(f"ω = {omega:g}, {sampler}, seed {config.seeds[0]} (row = requested digit)")
             fig.tight_layout()
             w_tag = f"{omega:g}".replace(".", "p")
             name = f"digits_samples_{sampler}_w{w_tag}.png"
@@ -334,6 +344,93 @@ def save_grids(bench: DigitsBench, out: Path) -> list[str]:
             plt.close(fig)
             files.append(name)
     return files
+
+
+def _fmt(entry: dict, key: str, digits: int = 2) -> str:
+    return f"{entry['mean'][key]:.{digits}f} ± {entry['ci95'][key]:.{digits}f}"
+
+
+def tables_markdown(report: dict, sampler: str = "euler") -> str:
+    """Markdown tables of a report: FD and accuracy per method × ω, each method at its best-FD ω, the grid."""
+    rows = [r for r in report["results"] if r["sampler"] == sampler]
+    sweep = [r for r in rows if r["group"] == "sweep"]
+    names = list(dict.fromkeys(r["method"] for r in sweep))
+    omegas = report["config"]["omegas"]
+    lines = []
+    for key, title, digits in (("fd", "FD ↓", 1), ("accuracy", "class accuracy ↑", 3), ("is", "IS analog ↑", 2),
+                               ("recall", "recall ↑", 3)):
+        lines += [f"**{title}** (mean ± 95% CI over {len(report['config']['seeds'])} seeds)", "",
+                  "| method | " + " | ".join(f"ω={w:g}" for w in omegas) + " |",
+                  "|---|" + "---|" * len(omegas)]
+        for name in names:
+            cells = {r["omega"]: _fmt(r, key, digits) for r in sweep if r["method"] == name}
+            lines.append(f"| {name} | " + " | ".join(cells.get(w, "") for w in omegas) + " |")
+        lines.append("")
+    cols = ("fd", "is", "accuracy", "precision", "recall", "density", "coverage")
+    header = "| method | best ω | " + " | ".join(cols) + " | evals/sample | wall s/run |"
+    lines += ["**Each method at its best-FD ω**", "", header, "|---|---|" + "---|" * (len(cols) + 2)]
+    for name in names:
+        best = min((r for r in sweep if r["method"] == name), key=lambda r: r["mean"]["fd"])
+        lines.append(f"| {name} | {best['omega']:g} | " + " | ".join(_fmt(best, k, 1 if k == 'fd' else 3) for k in cols)
+                     + f" | {best['mean']['evals_per_sample']:.0f} | {best['mean']['wall_s']:.1f} |")
+    lines.append("")
+    grid = [r for r in rows if r["group"] == "grid" or (r["method"] == "diffier-consistency"
+                                                      and r["omega"] in report["config"]["grid_omegas"])]
+    if any(r["group"] == "grid" for r in grid):
+        for w in report["config"]["grid_omegas"]:
+            lines += [f"**DiffIER consistency grid at ω = {w:g}** (plain CFG for reference)", "",
+                      "| method | " + " | ".join(cols) + " | evals/sample | wall s/run |",
+                      "|---|" + "---|" * (len(cols) + 2)]
+            ref = [r for r in sweep if r["method"] == "cfg" and r["omega"] == w]
+            for r in ref + sorted((g for g in grid if g["omega"] == w), key=lambda g: g["method"]):
+                lines.append(f"| {r['method']} | " + " | ".join(_fmt(r, k, 1 if k == 'fd' else 3) for k in cols)
+                             + f" | {r['mean']['evals_per_sample']:.0f} | {r['mean']['wall_s']:.1f} |")
+            lines.append("")
+    ref = report["reference_real_train"]
+    lines.append("Real train-split digits vs the test split (the attainable level): "
+                 + ", ".join(f"{k} {ref[k]:.3g}" for k in cols))
+    return "\n".join(lines)
+
+
+def finalize(report: dict, grids: dict, config: RunConfig, out: Path, stem: str) -> dict:
+    """Plots, sample grids and the JSON of a complete report."""
+    plots = []
+    for sampler in config.samplers:
+        name = f"{stem}_quality_vs_omega{'' if sampler == 'euler' else '_' + sampler}.png"
+        plot_quality(report, out / name, sampler)
+        plots.append(name)
+    report["plots"] = plots
+    report["sample_grids"] = save_grids(grids, config, out)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    log.info("wrote %s (%.0f s of sampling)", out / f"{stem}.json", report["total_wall_s"])
+    return report
+
+
+def _shard_paths(out: Path, stem: str, i: int, n: int) -> tuple[Path, Path]:
+    base = f"{stem}.shard{i}of{n}"
+    return out / f"{base}.json", out / f"{base}.grids.npz"
+
+
+def merge_shards(out: Path, stem: str, n: int, config: RunConfig) -> dict:
+    """Combine ``--shard i/n`` outputs (in report order), then plot; the shard files are removed."""
+    reports, grids = [], {}
+    for i in range(n):
+        jpath, gpath = _shard_paths(out, stem, i, n)
+        reports.append(json.loads(jpath.read_text()))
+        with np.load(gpath) as z:
+            for key in z.files:
+                name, omega, sampler = json.loads(key)
+                grids[(name, omega, sampler)] = torch.from_numpy(z[key])
+    order = {(m.name, w, g): k for k, (m, w, g) in enumerate(all_jobs(config))}
+    results = sorted((r for rep in reports for r in rep["results"]),
+                     key=lambda r: (r["sampler"], order[(r["method"], r["omega"], r["group"])]))
+    report = {**reports[0], "results": results, "total_wall_s": max(r["total_wall_s"] for r in reports),
+              "shards": n, "sampling_cpu_s_all_shards": sum(r["total_wall_s"] for r in reports)}
+    report = finalize(report, grids, config, out, stem)
+    for i in range(n):
+        for path in _shard_paths(out, stem, i, n):
+            path.unlink()
+    return report
 
 
 def main(argv=None) -> dict:
@@ -344,7 +441,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds")
     parser.add_argument("--per-class", type=int, default=None, help="samples per digit per run")
     parser.add_argument("--no-grid", action="store_true", help="skip the η × max_iters grid")
+    parser.add_argument("--shard", default=None, help="i/n: run every n-th job from i (parallel processes)")
+    parser.add_argument("--merge", type=int, default=None, help="n: merge the n shard outputs in --out")
+    parser.add_argument("--tables", type=Path, default=None, help="print markdown tables of a report JSON and exit")
     args = parser.parse_args(argv)
+    if args.tables:
+        sys.stdout.write(tables_markdown(json.loads(args.tables.read_text())) + "\n")
+        return {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = quick_config() if args.quick else RunConfig()
     if args.samplers:
@@ -357,19 +460,19 @@ def main(argv=None) -> dict:
         cfg.grid = False
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    bench = DigitsBench(cfg)
-    report = bench.run()
-    report["quick"] = bool(args.quick)
     stem = "digits_quick" if args.quick else "digits"
-    plots = []
-    for sampler in cfg.samplers:
-        name = f"{stem}_quality_vs_omega{'' if sampler == 'euler' else '_' + sampler}.png"
-        plot_quality(report, out / name, sampler)
-        plots.append(name)
-    report["plots"] = plots
-    report["sample_grids"] = save_grids(bench, out)
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
-    log.info("wrote %s (%.0f s total)", out / f"{stem}.json", report["total_wall_s"])
+    if args.merge:
+        return merge_shards(out, stem, args.merge, cfg)
+    shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    bench = DigitsBench(cfg)
+    report = bench.run(shard)
+    report["quick"] = bool(args.quick)
+    if shard[1] == 1:
+        return finalize(report, bench.grids, cfg, out, stem)
+    jpath, gpath = _shard_paths(out, stem, *shard)
+    jpath.write_text(json.dumps(report, indent=1))
+    np.savez(gpath, **{json.dumps([n, w, s]): img.numpy() for (n, w, s), img in bench.grids.items()})
+    log.info("wrote shard %s", jpath)
     return report
 
 
