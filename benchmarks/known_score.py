@@ -108,6 +108,8 @@ def method_specs() -> list[Spec]:
         Spec("diffier-cons(eta=.05,it=1)", "diffier-consistency", _diffier(max_iters=1)),
         Spec("diffier-cons(eta=.2,it=1)", "diffier-consistency", _diffier(eta=0.2, max_iters=1)),
         Spec("diffier-cons(eta=.2,it=4)", "diffier-consistency", _diffier(eta=0.2, max_iters=4)),
+        Spec("diffier-cons(eta=.05,it=4,win=0-.5)", "diffier-consistency", _diffier(end_percent=0.5)),
+        Spec("diffier-cons(eta=.05,it=4,win=.5-1)", "diffier-consistency", _diffier(start_percent=0.5)),
         Spec("diffier-cons-cond(eta=.05,it=4)", "diffier-consistency",
              core_diffier={"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4,
                            "inner_guidance": "cond"}),
@@ -378,16 +380,18 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
 
     styles = {"cfg": ("k", "-", "o"), "cfg-equal-cost": ("dimgrey", "--", "o"),
               "diffier-consistency": (None, "-", "s"), "diffier-paper": (None, "--", "^"),
-              "comfy": (None, ":", "D"), "eq9": (None, "-.", None), "reference": ("grey", "-.", None)}
+              "comfy": (None, ":", "D"), "eq9": (None, "-.", None), "reference": ("black", (0, (1, 3)), None)}
     families = {m["name"]: m["family"] for m in doc["methods"]}
     regimes = list(doc["results"])
     omegas = [float(o) for o in doc["omegas"]]
-    panels = [("energy_distance", "energy distance ↓ (class-wise)", True),
+    panels = [("energy_distance", "energy distance ↓ (class-wise; clipped at 0.8)", True),
               ("class_accuracy", "class accuracy ↑", False),
               ("recall", "k-NN recall ↑", False), ("precision", "k-NN precision ↑", False),
               ("spread_ratio", "spread ratio (1 = exact)", False)]
-    cmap = plt.get_cmap("tab10")
-    colours = {name: cmap(i % 10) for i, name in enumerate(n for n in families if families[n] not in ("cfg",))}
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+               "tab:cyan", "navy", "darkgoldenrod", "teal", "magenta", "lime", "maroon"]
+    coloured = [n for n in families if styles[families[n]][0] is None]
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(coloured)}
     paths = []
 
     fig, axes = plt.subplots(len(regimes), len(panels), figsize=(4.2 * len(panels), 3.6 * len(regimes) + 1.2),
@@ -413,7 +417,10 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
             ax.set_xticks(omegas)
             ax.set_xticklabels([f"{o:g}" for o in omegas], fontsize=7)
             ax.minorticks_off()
-            if logy:
+            if logy:   # linear, clipped: the unbiased estimate can dip below 0; blow-ups leave the frame
+                ax.set_ylim(-0.06, 0.8)
+                ax.axhline(0.0, color="grey", lw=0.6)
+            if metric == "spread_ratio":
                 ax.set_yscale("log")
             ax.set_title(f"{regime}: {title}", fontsize=9)
             ax.set_xlabel("guidance weight ω", fontsize=8)
@@ -453,6 +460,7 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
             ax.invert_xaxis()
             if c < 2:
                 ax.set_yscale("log")
+                ax.set_ylim(bottom=1e-8 if c == 0 else 1e-10)   # the exact model's ~1e-14 round-off is off-frame
             ax.set_title(f"{regime}: {title}", fontsize=9)
             ax.set_xlabel("σ (sampling runs left → right)", fontsize=8)
             ax.grid(alpha=0.3)
@@ -490,6 +498,62 @@ def format_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _fmt(st: dict[str, Any], digits: int = 3) -> str:
+    ci = st["ci95"]
+    return f"{st['mean']:.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
+
+
+def markdown_tables(doc: dict[str, Any]) -> str:
+    """The evidence write-up's tables (Markdown) from a result document."""
+    out = []
+    omegas = doc["omegas"]
+    for regime, by_method in doc["results"].items():
+        summ = doc["summary"][regime]
+        out.append(f"\n#### {regime}: best ω per method (class-wise energy distance ↓, mean ± 95% CI over seeds)\n")
+        out.append("| method | best ω | ED at best ω | mean ED over ω>1 | ED at ω=15 | class acc. | recall | "
+                   "spread | evals/sample | wall s/run |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for name, by_omega in by_method.items():
+            row = summ[name]
+            b = by_omega[row["best_omega"]]
+            out.append(f"| {name} | {row['best_omega']} | {_fmt(b[PRIMARY])} | {row['mean_over_omega_gt1']:.3f} | "
+                       f"{row['at_max_omega']:.3f} | {_fmt(b['class_accuracy'])} | {_fmt(b['recall'])} | "
+                       f"{b['spread_ratio']['mean']:.2f} | {b['evals_per_sample']['mean']:.0f} | "
+                       f"{b['wall_s']['mean']:.2f} |")
+        for metric, title in ((PRIMARY, "energy distance ↓"), ("gap_eps", "Eq. 8 gap, ε-space, summed over steps ↓"),
+                              ("class_accuracy", "class accuracy ↑"), ("recall", "k-NN recall ↑")):
+            out.append(f"\n#### {regime}: {title} per ω (mean; ▲/▼ = paired 95% CI vs plain CFG better/worse)\n")
+            out.append("| method | " + " | ".join(f"ω={o}" for o in omegas) + " |")
+            out.append("|---|" + "---|" * len(omegas))
+            for name, by_omega in by_method.items():
+                if FREE in by_omega:
+                    continue
+                cells = []
+                for o in omegas:
+                    v = by_omega[o][metric]["mean"]
+                    mark = ""
+                    pair = doc["paired_vs_cfg"].get(regime, {}).get(name, {}).get(o, {}).get(metric)
+                    if pair is not None and not math.isnan(pair["ci95"]):
+                        lo, hi = pair["mean"] - pair["ci95"], pair["mean"] + pair["ci95"]
+                        better_if_lower = metric in LOWER_IS_BETTER
+                        if (hi < 0) if better_if_lower else (lo > 0):
+                            mark = " ▲"
+                        elif (lo > 0) if better_if_lower else (hi < 0):
+                            mark = " ▼"
+                    cells.append(f"{v:.3g}{mark}")
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
+        free = [(n, b[FREE]) for n, b in by_method.items() if FREE in b]
+        if free:
+            out.append(f"\n#### {regime}: ω-free methods\n")
+            out.append("| method | ED | class acc. | recall | spread | ε-gap | evals/sample |")
+            out.append("|---|---|---|---|---|---|---|")
+            for name, st in free:
+                out.append(f"| {name} | {_fmt(st[PRIMARY])} | {_fmt(st['class_accuracy'])} | {_fmt(st['recall'])} | "
+                           f"{st['spread_ratio']['mean']:.2f} | {st['gap_eps']['mean']:.3g} | "
+                           f"{st['evals_per_sample']['mean']:.0f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m benchmarks.known_score")
     p.add_argument("--quick", action="store_true", help="CI smoke subset (a few minutes)")
@@ -502,12 +566,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--omegas", nargs="+", type=float)
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--replot", type=Path, help="only redraw the plots and table from an existing JSON")
+    p.add_argument("--markdown", action="store_true", help="with --replot: print the Markdown tables")
     args = p.parse_args(argv)
     if args.replot is not None:
         doc = json.loads(args.replot.read_text())
         out_dir = args.out or args.replot.parent
-        print(format_table(doc))
-        print("wrote", *plot(doc, out_dir, "_quick" if doc["quick"] else ""))
+        print(markdown_tables(doc) if args.markdown else format_table(doc))
+        if not args.no_plots:
+            print("wrote", *plot(doc, out_dir, "_quick" if doc["quick"] else ""))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     settings = Settings.quick_defaults() if args.quick else Settings()
