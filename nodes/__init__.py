@@ -7,10 +7,11 @@ from typing_extensions import override
 
 from .cfg_guider import DiffIERCFGGuider
 from .demo import DEMO_NODES
+from .demo_sr import DEMO_SR_NODES
 from .guider import DiffIERGuider
 from .ksampler import KSamplerDiffIER
 
-NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider, *DEMO_NODES]
+NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider, *DEMO_NODES, *DEMO_SR_NODES]
 
 
 class DiffIERExtension(ComfyExtension):

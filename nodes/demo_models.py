@@ -14,7 +14,16 @@ cross-attention on a learned table of 10 digit embeddings + 1 null embedding (tr
 dropout to the null), stored in the same file as ``class_embedding`` (shape ``[11, tokens, dim]``).
 Trained by ``training/train_digits.py``.
 
-New kinds (issue 7: super-resolution) register a builder in ``_BUILDERS``.
+``sr`` — a conditional super-resolution ε-prediction UNet (same ComfyUI classes, no attention) on
+one-channel images in [-1, 1]. The condition is the low-resolution image, bicubic-upsampled to the
+high-resolution size and passed through ComfyUI's concat mechanism (``BaseModel.concat_keys =
+("concat_image",)``, the CONDITIONING dict's ``concat_latent_image`` → ``c_concat``, exactly how
+ComfyUI's inpaint / pix2pix models receive their images), so positive and negative carry different
+concat images; the null condition is all zeros (CFG dropout to zeros in training). The metadata
+config names the scale, the HR/LR sizes and the degradation (Gaussian blur σ, then area downsampling,
+as in the paper's SR setup). Trained by ``training/train_sr.py``.
+
+New kinds register a builder in ``_BUILDERS``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +47,9 @@ DIGITS_CROP = 2          # 28×28 digits are cropped to 24×24 (0.24% of the ink
 GROUPNORM_GROUPS = 8
 
 __all__ = ["MODELS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model", "build_digits_model",
-           "digits_context", "digits_conditioning", "digits_empty_latent", "digits_decode", "digits_config_class"]
+           "digits_context", "digits_conditioning", "digits_empty_latent", "digits_decode", "digits_config_class",
+           "default_sr_config", "build_sr_model", "sr_state_dict", "sr_degrade", "sr_upsample", "sr_condition_image",
+           "sr_conditioning", "sr_empty_latent", "sr_decode", "image_to_unit_gray"]
 
 
 @dataclass
@@ -223,6 +235,171 @@ def digits_decode(samples: torch.Tensor, scale: int = 1) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
+# super-resolution (kind "sr")
+
+
+def default_sr_config(hr_size: int, scale: int, *, model_channels: int = 32, blur_sigma: float = 1.0,
+                      dataset: str = "") -> dict[str, Any]:
+    """Network/degradation config of an SR demo model (also stored in its metadata)."""
+    if hr_size % scale:
+        raise ValueError(f"hr_size {hr_size} is not a multiple of scale {scale}")
+    return {
+        "unet": {
+            "image_size": hr_size,
+            "in_channels": 2,          # noisy image + concat condition (the upsampled LR image)
+            "out_channels": 1,
+            "model_channels": model_channels,
+            "num_res_blocks": [1, 1, 1],
+            "channel_mult": [1, 2, 2],
+            "transformer_depth": [0, 0, 0],
+            "transformer_depth_output": [0, 0, 0, 0, 0, 0],
+            "transformer_depth_middle": -1,
+            "context_dim": None,
+            "num_head_channels": 16,
+            "num_heads": -1,
+            "use_spatial_transformer": False,
+            "legacy": False,
+            "use_checkpoint": False,
+            "adm_in_channels": None,
+            "use_temporal_resblock": False,
+            "use_temporal_attention": False,
+        },
+        "hr_size": hr_size,
+        "lr_size": hr_size // scale,
+        "scale": scale,
+        "blur_sigma": blur_sigma,
+        "channels": 1,
+        "upsample": "bicubic",
+        "dataset": dataset,
+        "prediction": "eps",
+    }
+
+
+@functools.cache
+def sr_config_class():
+    """``(config class, model class)`` of the SR kind (lazily: importing comfy needs a booted ComfyUI)."""
+    import comfy.model_base
+    import comfy.supported_models_base
+
+    digits_cfg, _ = digits_config_class()
+
+    class SRModel(comfy.model_base.BaseModel):
+        """ComfyUI's BaseModel with one concat input: the CONDITIONING's ``concat_latent_image``."""
+
+        def __init__(self, model_config, **kwargs):
+            super().__init__(model_config, **kwargs)
+            self.concat_keys = ("concat_image",)
+
+    class SRConfig(comfy.supported_models_base.BASE):
+        unet_config: dict[str, Any] = {}
+        unet_extra_config: dict[str, Any] = {}
+        latent_format = digits_cfg.latent_format      # pixel space, one channel, no scaling
+        sampling_settings: dict[str, Any] = {}        # ComfyUI's discrete (SD) schedule, 1000 steps
+        memory_usage_factor = 0.1
+        supported_inference_dtypes = [torch.float32]
+        custom_operations = digits_cfg.custom_operations
+
+        def get_model(self, state_dict, prefix="", device=None):
+            return SRModel(self, model_type=self.model_type(state_dict, prefix), device=device)
+
+    return SRConfig, SRModel
+
+
+def build_sr_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
+                   *, dtype: torch.dtype = torch.float32):
+    """The SR ``BaseModel``; ``state_dict`` holds ``diffusion_model.*`` (fresh init for training if None)."""
+    import comfy.model_management as mm
+
+    config_cls, _ = sr_config_class()
+    model_config = config_cls(config["unet"])
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=None)
+    if state_dict is None:
+        for m in model.modules():
+            for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+                if isinstance(m, base):
+                    base.reset_parameters(m)
+                    break
+        out = model.diffusion_model.out[-1]
+        torch.nn.init.zeros_(out.weight)
+        torch.nn.init.zeros_(out.bias)
+    else:
+        model.load_model_weights({k: v for k, v in state_dict.items() if k.startswith("diffusion_model.")},
+                                 "diffusion_model.")
+    return model.to(mm.unet_offload_device())
+
+
+def sr_state_dict(model) -> dict[str, torch.Tensor]:
+    return {f"diffusion_model.{k}": v.detach().contiguous() for k, v in model.diffusion_model.state_dict().items()}
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def sr_degrade(hr: torch.Tensor, scale: int, blur_sigma: float) -> torch.Tensor:
+    """HR ``[B, C, H, W]`` → LR ``[B, C, H/scale, W/scale]``: separable Gaussian blur (reflect padding),
+    then area (box) downsampling. The paper's SR degradation (blur then downsample)."""
+    x = hr.float()
+    if blur_sigma > 0:
+        k = _gaussian_kernel(blur_sigma).to(x.device)
+        r = k.numel() // 2
+        c = x.shape[1]
+        x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
+        x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return torch.nn.functional.avg_pool2d(x, scale)
+
+
+def sr_upsample(lr: torch.Tensor, size: int) -> torch.Tensor:
+    """Bicubic upsampling of ``[B, C, h, w]`` to ``size × size`` (the model's condition; also the
+    bicubic baseline of the benchmark)."""
+    return torch.nn.functional.interpolate(lr.float(), size=(size, size), mode="bicubic", align_corners=False)
+
+
+def image_to_unit_gray(image: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE ``[B, H, W, C]`` in [0, 1] → ``[B, 1, H, W]`` luminance in [0, 1] (ITU-R 601)."""
+    x = image.float()
+    if x.shape[-1] >= 3:
+        x = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    else:
+        x = x[..., 0]
+    return x.unsqueeze(1).clamp(0.0, 1.0)
+
+
+def sr_condition_image(lr_unit: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    """LR ``[B, 1, h, w]`` in [0, 1] → the concat condition ``[B, 1, H, H]`` in [-1, 1] (bicubic to HR size).
+    An input that is not ``lr_size`` is first resized (area) to it, so any image can be fed."""
+    lr = lr_unit.float()
+    if lr.shape[-2:] != (config["lr_size"], config["lr_size"]):
+        lr = torch.nn.functional.interpolate(lr, size=(config["lr_size"],) * 2, mode="area")
+    return sr_upsample(lr * 2.0 - 1.0, config["hr_size"])
+
+
+def sr_conditioning(cond_image: torch.Tensor) -> tuple[list, list]:
+    """``(positive, negative)`` CONDITIONING: positive carries the condition image as
+    ``concat_latent_image``, negative carries zeros (the null condition the model was trained with).
+    The cross-attention slot holds a placeholder (this UNet has no attention)."""
+    placeholder = torch.zeros((1, 1, 1))
+    cond = cond_image.detach().float().clone()
+    return ([[placeholder, {"concat_latent_image": cond}]],
+            [[placeholder.clone(), {"concat_latent_image": torch.zeros_like(cond)}]])
+
+
+def sr_empty_latent(batch: int, config: dict[str, Any]) -> dict:
+    return {"samples": torch.zeros((batch, 1, config["hr_size"], config["hr_size"]))}
+
+
+def sr_decode(samples: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, H, W]`` in [-1, 1] → ComfyUI IMAGE ``[B, H, W, 3]`` in [0, 1] (grey)."""
+    x = ((samples[:, 0].float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    return x.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
 # loading
 
 
@@ -237,7 +414,19 @@ def _load_digits(name: str, sd: dict, config: dict) -> DemoModel:
     return DemoModel(name, "digits", patcher, config)
 
 
-_BUILDERS = {"digits": _load_digits}
+def _load_sr(name: str, sd: dict, config: dict) -> DemoModel:
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    model = build_sr_model(config, sd)
+    model.eval()
+    model.diffier_demo_config = config   # read by the SR demo nodes (shared by every clone of the patcher)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                               offload_device=mm.unet_offload_device())
+    return DemoModel(name, "sr", patcher, config)
+
+
+_BUILDERS = {"digits": _load_digits, "sr": _load_sr}
 
 
 def read_demo_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
