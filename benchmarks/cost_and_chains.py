@@ -601,8 +601,11 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
                 ax.errorbar(xs, m, yerr=err, color=colours.get(name), ls=ls, marker="s" if ls == "-" else None, ms=3,
                             lw=1.2, capsize=2, label=f"{name} {lab}")
         ax.axhline(0.0, color="grey", lw=0.8)
-        titles = (f"{group}: {sm['label']}", f"{group}: {pm['label']}",
-                  f"{group}: Δ{sm['name']} DiffIER − CFG (paired bootstrap 95% CI; < 0 = DiffIER better)")
+        titles = (f"{group}: {sm['label']}", f"{group}: {pm['label']} (CFGZeroStar off-frame if it diverges)",
+                  f"{group}: Δ{sm['name']} DiffIER − CFG (paired 95% CI; < 0: DiffIER better)")
+        sane = [res[n][o]["sample"]["mean"] for n in res if "cfgzerostar" not in n for o in res[n]]
+        span = max(sane) - min(sane)
+        axes[r][1].set_ylim(min(sane) - 0.15 * span, max(sane) + 0.15 * span)
         for c in range(3):
             a = axes[r][c]
             a.set_xscale("log")
@@ -658,7 +661,8 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
             ax.axhline(0.0, color="grey", lw=0.6)
         else:
             ax.set_yscale("log")
-        ax.set_title(f"{group}: cost–quality (big markers: best ω per method; dots: every ω)", fontsize=9)
+        ax.set_title(f"{group}: cost–quality (big markers: best ω per method; dots: every ω;\n"
+                     f"off-frame: diverged)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5)
     fig.suptitle(f"{tb}: quality vs model evaluations per sample", fontsize=10)
