@@ -30,8 +30,8 @@ class DiffIERCFGGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_diffier_inputs(**kwargs)
+    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent) -> bool | str:
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,

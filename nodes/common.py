@@ -6,7 +6,7 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..diffier_core import MODES, RANGES, DiffIERConfig, DiffIERError, validate_window
+from ..diffier_core import MODES, RANGES, DiffIERConfig, DiffIERError, DiffIERParameterError, validate_window
 
 CATEGORY = "sampling/diffier"
 
@@ -50,11 +50,30 @@ def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any) -> DiffIER
     return DiffIERConfig(mode=mode, eta=eta, threshold=threshold, max_iters=max_iters)
 
 
-def validate_diffier_inputs(**kwargs: Any) -> bool | str:
-    """``validate_inputs`` for the nodes: True, or the error text ComfyUI shows at queue time."""
+def validate_diffier_inputs(mode: Any, eta: Any, threshold: Any, start_percent: Any, end_percent: Any,
+                            **combos: tuple[Any, list[str]]) -> bool | str:
+    """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
+
+    It takes only the inputs ComfyUI's own check cannot judge: NaN passes its ``min``/``max``
+    comparisons, ``start_percent`` ≤ ``end_percent`` spans two inputs, and ComfyUI 0.3.75 does not
+    check V3 combo values (``mode``; ``combos`` maps other combo inputs to ``(value, options)``).
+    ComfyUI skips its own check for exactly these names and keeps checking every other input
+    (``max_iters``, ``steps``, ``cfg``, ...) itself. A value that arrives through a link is ``None``
+    here and is checked when the node runs instead.
+    """
     try:
-        build_config(*(kwargs.get(k) for k in DIFFIER_INPUT_IDS[:4]))
-        validate_window(kwargs.get("start_percent", 0.0), kwargs.get("end_percent", 1.0))
+        for name, (value, options) in {"mode": (mode, list(MODES)), **combos}.items():
+            if value is not None and value not in options:
+                raise DiffIERParameterError(name, value, f"one of {options}")
+        if eta is not None:
+            DiffIERConfig(eta=eta)
+        if threshold is not None:
+            DiffIERConfig(threshold=threshold)
+        if start_percent is not None and end_percent is not None:
+            validate_window(start_percent, end_percent)
+        elif start_percent is not None or end_percent is not None:
+            validate_window(start_percent if start_percent is not None else 0.0,
+                            end_percent if end_percent is not None else 1.0)
     except DiffIERError as exc:
         return str(exc)
     return True

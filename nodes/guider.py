@@ -25,8 +25,8 @@ class DiffIERGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_diffier_inputs(**kwargs)
+    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent) -> bool | str:
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent)
 
     @classmethod
     def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent) -> io.NodeOutput:

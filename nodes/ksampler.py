@@ -49,8 +49,12 @@ class KSamplerDiffIER(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        return validate_diffier_inputs(**kwargs)
+    def validate_inputs(cls, sampler_name, scheduler, mode, eta, threshold, start_percent, end_percent) -> bool | str:
+        import comfy.samplers
+
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent,
+                                       sampler_name=(sampler_name, comfy.samplers.KSampler.SAMPLERS),
+                                       scheduler=(scheduler, comfy.samplers.KSampler.SCHEDULERS))
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,

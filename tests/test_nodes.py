@@ -224,12 +224,44 @@ def test_paper_sum_reduction_wipes_the_prediction_in_comfyui(run_node, pack_modu
 
 def test_validation_messages_name_the_input(comfy_nodes):
     for node_id in NODE_IDS:
+        window = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "start_percent": 0.0, "end_percent": 1.0}
+        if node_id == "KSamplerDiffIER":
+            window.update(sampler_name="euler", scheduler="normal")
         cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-        assert cls.validate_inputs(**DIFFIER) is True
-        msg = cls.validate_inputs(**{**DIFFIER, "eta": 2.0})
+        assert cls.validate_inputs(**window) is True
+        assert "'mode'" in cls.validate_inputs(**{**window, "mode": "fast"})
+        if node_id == "KSamplerDiffIER":
+            assert "'sampler_name'" in cls.validate_inputs(**{**window, "sampler_name": "nope"})
+        msg = cls.validate_inputs(**{**window, "eta": 2.0})
         assert "'eta'" in msg and "2.0" in msg and "[0.0, 1.0]" in msg
-        msg = cls.validate_inputs(**{**DIFFIER, "start_percent": 0.8, "end_percent": 0.2})
+        msg = cls.validate_inputs(**{**window, "threshold": float("nan")})
+        assert "'threshold'" in msg and "nan" in msg
+        msg = cls.validate_inputs(**{**window, "start_percent": 0.8, "end_percent": 0.2})
         assert "start_percent" in msg and "end_percent" in msg
+        assert cls.validate_inputs(**{**window, "eta": None}) is True   # linked: checked at run time
+
+
+def test_comfyui_still_range_checks_the_other_inputs(comfy_nodes, comfy_loop):
+    """validate_inputs names only what ComfyUI cannot check itself, so its own checks stay on the rest."""
+    import execution
+
+    tm = tiny("eps")
+    del tm  # the prompt references no model file: validation of the sampler node's own widgets is enough
+    prompt = {"1": {"class_type": "KSamplerDiffIER", "inputs": {
+        "model": ["2", 0], "seed": 0, "steps": -3, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+        "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0, **DIFFIER,
+        "max_iters": 1000, "mode": "fast"}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
+        "3": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["5", 0]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "x"}}}
+    ok, errors, _ = comfy_loop.run_until_complete(execution.validate_inputs("p", prompt, "1", {}))
+    assert ok is False
+    kinds = {(e["extra_info"].get("input_name"), e["type"]) for e in errors}
+    assert ("steps", "value_smaller_than_min") in kinds
+    assert ("max_iters", "value_bigger_than_max") in kinds
+    messages = " ".join(e.get("details", "") for e in errors)
+    assert "'mode'" in messages and "'fast'" in messages          # our check: 0.3.75 skips V3 combos
 
 
 def test_unsupported_noise_convention_is_a_clear_error(pack_module):
