@@ -162,7 +162,7 @@ class KnownScoreBed:
         self.KS = KS
         s = KS.Settings.quick_defaults() if quick else KS.Settings()
         if quick:
-            s.samples, s.steps, s.regimes = 160, 8, ("overspread",)
+            s.samples, s.steps, s.regimes = 120, 8, ("overspread",)
         if seeds:
             s.seeds = seeds
         if samples:
