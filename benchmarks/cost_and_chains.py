@@ -476,6 +476,7 @@ def run(testbed: str, quick: bool, seeds: int | None = None, samples: int | None
            "methods": [s.describe() for s in sweep.specs.values()],
            "per_run": {f"{g}|{n}|{o}": [bed.strip(r) for r in runs] for (g, n, o), runs in sweep.runs.items()}}
     doc.update(sweep.summarise())
+    doc["verdicts"] = verdicts(doc)
     doc["runtime_s"] = time.perf_counter() - t0
     return doc
 
@@ -492,9 +493,43 @@ def _mark(sig: str) -> str:
     return {"better": " ▲", "worse": " ▼", "tie": ""}[sig]
 
 
+_SHORT = {"gain survives equal cost": "**gain survives**", "gain disappears at equal cost": "gain disappears",
+          "gain reverses at equal cost (more CFG steps are better)": "gain reverses",
+          "no gain over plain CFG; beats its equal-cost control": "no gain (beats control)",
+          "no gain over plain CFG": "no gain", "worse than plain CFG": "worse",
+          "worse than plain CFG (and than its equal-cost control)": "worse (and than control)"}
+
+
+def verdicts(doc: dict[str, Any]) -> dict[str, Any]:
+    """Counts over ω per group: each DiffIER setting's equal-cost verdicts, each chain's ▲/▼ vs its anchor."""
+    out: dict[str, Any] = {}
+    for group in doc["groups"]:
+        g = out.setdefault(group, {"equal_cost": {}, "chains": {}})
+        for name, by_omega in doc["equal_cost"].get(group, {}).items():
+            g["equal_cost"][name] = {o: e["verdict"] for o, e in by_omega.items()}
+        for name, by_omega in doc["chains"].get(group, {}).items():
+            for key in ("vs_anchor", "vs_diffier", "vs_cfg"):
+                sigs = {o: row[key]["set"]["sig"] for o, row in by_omega.items() if key in row}
+                if sigs:
+                    g["chains"].setdefault(name, {})[key] = sigs
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> str:
     sm, pm = doc["set_metric"], doc["sample_metric"]
     out = []
+    for group, g in verdicts(doc).items():
+        out.append(f"\n#### {doc['testbed']} / {group}: verdicts per ω (set metric)\n")
+        out.append("| method | comparison | " + " | ".join(f"ω={o}" for o in doc["omegas"]) + " |")
+        out.append("|---|---|" + "---|" * len(doc["omegas"]))
+        for name, by_omega in g["equal_cost"].items():
+            out.append(f"| {name} | equal cost | " + " | ".join(_SHORT.get(by_omega.get(o, ""), by_omega.get(o, ""))
+                                                             for o in doc["omegas"]) + " |")
+        for name, comps in g["chains"].items():
+            for key, sigs in comps.items():
+                cells = [{"better": "▲ better", "worse": "▼ worse", "tie": "tie"}.get(sigs.get(o), "")
+                         for o in doc["omegas"]]
+                out.append(f"| {name} | {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
     for group in doc["groups"]:
         res = doc["results"][group]
         out.append(f"\n#### {doc['testbed']} / {group}: equal cost (DiffIER − plain CFG; ▲/▼ = 95% CI entirely "
@@ -698,6 +733,7 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
             out["config"]["regimes"].update(d["config"]["regimes"])
         out["runtime_s"] = max(out["runtime_s"], d["runtime_s"])
     out["runtime_s_all_processes"] = sum(d["runtime_s"] for d in docs)
+    out["verdicts"] = verdicts(out)
     return out
 
 
