@@ -350,6 +350,24 @@ def _fmt(entry: dict, key: str, digits: int = 2) -> str:
     return f"{entry['mean'][key]:.{digits}f} ± {entry['ci95'][key]:.{digits}f}"
 
 
+def paired_vs_cfg(report: dict, entry: dict, key: str) -> tuple[float, float] | None:
+    """Paired (same seed = same initial noise) difference ``entry − cfg`` at the same ω and sampler:
+    (mean, 95% half-width), or None for cfg itself / when cfg did not run at that ω."""
+    ref = [r for r in report["results"] if r["method"] == "cfg" and r["omega"] == entry["omega"]
+           and r["sampler"] == entry["sampler"]]
+    if entry["method"] == "cfg" or not ref:
+        return None
+    return ci95([a[key] - b[key] for a, b in zip(entry["per_seed"], ref[0]["per_seed"], strict=True)])
+
+
+def _mark(report: dict, entry: dict, key: str, lower_is_better: bool) -> str:
+    d = paired_vs_cfg(report, entry, key)
+    if d is None or d[1] == 0.0 or abs(d[0]) <= d[1]:
+        return ""
+    better = (d[0] < 0) == lower_is_better
+    return " ▲" if better else " ▼"
+
+
 def tables_markdown(report: dict, sampler: str = "euler") -> str:
     """Markdown tables of a report: FD and accuracy per method × ω, each method at its best-FD ω, the grid."""
     rows = [r for r in report["results"] if r["sampler"] == sampler]
@@ -359,11 +377,13 @@ def tables_markdown(report: dict, sampler: str = "euler") -> str:
     lines = []
     for key, title, digits in (("fd", "FD ↓", 1), ("accuracy", "class accuracy ↑", 3), ("is", "IS analog ↑", 2),
                                ("recall", "recall ↑", 3)):
-        lines += [f"**{title}** (mean ± 95% CI over {len(report['config']['seeds'])} seeds)", "",
+        lines += [f"**{title}** (mean ± 95% CI over {len(report['config']['seeds'])} seeds; ▲/▼: paired 95% CI "
+                  f"vs plain CFG at the same ω entirely better/worse)", "",
                   "| method | " + " | ".join(f"ω={w:g}" for w in omegas) + " |",
                   "|---|" + "---|" * len(omegas)]
         for name in names:
-            cells = {r["omega"]: _fmt(r, key, digits) for r in sweep if r["method"] == name}
+            cells = {r["omega"]: _fmt(r, key, digits) + _mark(report, r, key, key == "fd")
+                     for r in sweep if r["method"] == name}
             lines.append(f"| {name} | " + " | ".join(cells.get(w, "") for w in omegas) + " |")
         lines.append("")
     cols = ("fd", "is", "accuracy", "precision", "recall", "density", "coverage")
@@ -383,7 +403,8 @@ def tables_markdown(report: dict, sampler: str = "euler") -> str:
                       "|---|" + "---|" * (len(cols) + 2)]
             ref = [r for r in sweep if r["method"] == "cfg" and r["omega"] == w]
             for r in ref + sorted((g for g in grid if g["omega"] == w), key=lambda g: g["method"]):
-                lines.append(f"| {r['method']} | " + " | ".join(_fmt(r, k, 1 if k == 'fd' else 3) for k in cols)
+                lines.append(f"| {r['method']} | " + " | ".join(_fmt(r, k, 1 if k == 'fd' else 3)
+                                                             + _mark(report, r, k, k == "fd") for k in cols)
                              + f" | {r['mean']['evals_per_sample']:.0f} | {r['mean']['wall_s']:.1f} |")
             lines.append("")
     ref = report["reference_real_train"]
