@@ -175,10 +175,10 @@ class SRBench:
         for seed, model, config, hr, labels, lr in self._runs(dataset):
             model_info = model_info or _file_metadata(self.dm.MODELS_DIR / MODELS[dataset], "diffier_demo.training")
             bicubic = ((self.dm.sr_upsample(lr * 2 - 1, config["hr_size"]) + 1) / 2).clamp(0, 1)
-            baselines["bicubic"].append(self._metrics(dataset, bicubic, hr, labels))
+            baselines["bicubic"].append({"seed": seed, **self._metrics(dataset, bicubic, hr, labels)})
             if dataset == "digits":
-                baselines["hr"].append(self.digits_scorer.score(hr, hr, labels))
-            if seed == cfg.seeds[0]:
+                baselines["hr"].append({"seed": seed, **self.digits_scorer.score(hr, hr, labels)})
+            if seed == 0:
                 k = cfg.grid_images
                 grid["LR"] = torch.nn.functional.interpolate(lr[:k], size=hr.shape[-2:], mode="nearest")
                 grid["bicubic"], grid["HR"] = bicubic[:k], hr[:k]
@@ -191,31 +191,16 @@ class SRBench:
                                         scheduler=cfg.scheduler)
                     out = ((res.samples.float() + 1) / 2).clamp(0, 1)
                     m = self._metrics(dataset, out, hr, labels)
-                    m.update(evals_per_sample=res.evals_per_sample, wall_s=res.wall_s,
+                    m.update(seed=seed, evals_per_sample=res.evals_per_sample, wall_s=res.wall_s,
                              nonfinite_samples=int((~torch.isfinite(res.samples)).any(dim=(1, 2, 3)).sum()))
                     raw.setdefault((method.name, omega), []).append(m)
-                    if seed == cfg.seeds[0] and omega in cfg.grid_omegas:
+                    if seed == 0 and omega in cfg.grid_omegas:
                         grid[f"{method.name} ω={omega:g}"] = out[:cfg.grid_images]
                     log.info("%s %s ω=%g seed %d: PSNR %.2f SSIM %.3f (%.1f s)", dataset, method.name, omega, seed,
                              m["psnr"], m["ssim"], res.wall_s)
-        results = []
-        for (name, omega), runs in raw.items():
-            keys = [k for k in METRICS[dataset]]
-            entry = {"method": name, "omega": omega, "n_seeds": len(runs), "per_seed": runs,
-                     "mean": {k: mean_ci([r[k] for r in runs])[0] for k in keys},
-                     "ci95": {k: mean_ci([r[k] for r in runs])[1] for k in keys},
-                     "nonfinite_samples": sum(r["nonfinite_samples"] for r in runs)}
-            base = raw[("cfg", omega)] if ("cfg", omega) in raw else None
-            if base is not None:
-                quality = [k for k in ("psnr", "ssim", "accuracy", "fd") if k in keys]
-                entry["delta_vs_cfg"] = {k: dict(zip(("mean", "ci95"), mean_ci(
-                    [r[k] - b[k] for r, b in zip(runs, base, strict=True)]), strict=True)) for k in quality}
-            results.append(entry)
-        base_summary = {}
-        for name, runs in baselines.items():
-            if runs:
-                base_summary[name] = {k: mean_ci([r[k] for r in runs])[0] for k in runs[0]}
-        return {"model": model_info, "results": results, "baselines": base_summary, "grid": grid}
+        rep = summarize(dataset, raw, baselines)
+        rep.update(model=model_info, grid=grid)
+        return rep
 
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -228,6 +213,28 @@ class SRBench:
         report["wall_s"] = time.perf_counter() - t0
         report["torch_threads"] = torch.get_num_threads()
         return report
+
+
+def summarize(dataset: str, raw: dict, baselines: dict) -> dict[str, Any]:
+    """Means, 95% t-intervals over seeds and paired deltas vs plain CFG from per-seed metrics.
+    ``raw``: (method, ω) → per-seed dicts (with ``seed``); ``baselines``: name → per-seed dicts."""
+    keys = list(METRICS[dataset])
+    quality = [k for k in ("psnr", "ssim", "accuracy", "fd") if k in keys]
+    results = []
+    for (name, omega), runs in raw.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        entry = {"method": name, "omega": omega, "n_seeds": len(runs), "per_seed": runs,
+                 "mean": {k: mean_ci([r[k] for r in runs])[0] for k in keys},
+                 "ci95": {k: mean_ci([r[k] for r in runs])[1] for k in keys},
+                 "nonfinite_samples": sum(r["nonfinite_samples"] for r in runs)}
+        base = {r["seed"]: r for r in raw.get(("cfg", omega), [])}
+        if base and name != "cfg":
+            entry["delta_vs_cfg"] = {k: dict(zip(("mean", "ci95"), mean_ci(
+                [r[k] - base[r["seed"]][k] for r in runs]), strict=True)) for k in quality}
+        results.append(entry)
+    base_summary = {name: {k: mean_ci([r[k] for r in runs])[0] for k in runs[0] if k != "seed"}
+                    for name, runs in baselines.items() if runs}
+    return {"results": results, "baselines": base_summary, "baselines_per_seed": baselines}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,10 +384,31 @@ def finalize(report: dict, out: Path, stem: str = "sr") -> dict:
 
 
 def merge(out: Path) -> dict:
-    parts = [json.loads((out / f"sr_{ds}.json").read_text()) for ds in MODELS if (out / f"sr_{ds}.json").is_file()]
+    """Merge ``sr_<dataset>*.json`` parts (one per dataset, or one per dataset and seed subset) into sr.json."""
+    parts = [json.loads(p.read_text()) for ds in MODELS for p in sorted(out.glob(f"sr_{ds}*.json"))]
     report = dict(parts[0])
-    report["datasets"] = {k: v for p in parts for k, v in p["datasets"].items()}
-    report["config"] = {**parts[0]["config"], "datasets": list(report["datasets"])}
+    report["datasets"] = {}
+    seeds: set[int] = set()
+    for ds in MODELS:
+        mine = [p for p in parts if ds in p["datasets"]]
+        if not mine:
+            continue
+        raw: dict[tuple[str, float], list] = {}
+        baselines: dict[str, list] = {}
+        for p in mine:
+            rep = p["datasets"][ds]
+            for r in rep["results"]:
+                runs = [{"seed": seed, **run} for seed, run in zip(p["config"]["seeds"], r["per_seed"], strict=True)]
+                raw.setdefault((r["method"], r["omega"]), []).extend(runs)
+            if "baselines_per_seed" in rep:
+                for name, runs in rep["baselines_per_seed"].items():
+                    baselines.setdefault(name, []).extend(runs)
+            else:   # parts written before per-seed baselines were kept: their means count once
+                for name, means in rep["baselines"].items():
+                    baselines.setdefault(name, []).append({"seed": -1, **means})
+            seeds |= set(p["config"]["seeds"])
+        report["datasets"][ds] = {"model": mine[0]["datasets"][ds]["model"], **summarize(ds, raw, baselines)}
+    report["config"] = {**parts[0]["config"], "datasets": list(report["datasets"]), "seeds": sorted(seeds)}
     report["wall_s"] = sum(p["wall_s"] for p in parts)
     return finalize(report, out)
 
@@ -391,19 +419,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--dataset", choices=sorted(MODELS), help="run one dataset only (writes sr_<dataset>.json)")
     parser.add_argument("--merge", action="store_true", help="merge sr_digits.json and sr_photos.json into sr.json")
+    parser.add_argument("--seeds", type=lambda v: tuple(int(x) for x in v.split(",")),
+                        help="comma-separated seed subset (with --dataset; writes sr_<dataset>_s<seeds>.json)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.merge:
         return merge(args.out)
     config = quick_config() if args.quick else RunConfig()
+    stem = "sr"
     if args.dataset:
         config = dataclasses.replace(config, datasets=(args.dataset,))
+        stem = f"sr_{args.dataset}"
+    if args.seeds:
+        config = dataclasses.replace(config, seeds=args.seeds)
+        stem += "_s" + "-".join(str(v) for v in args.seeds)
     bench = SRBench(config)
     torch.set_num_threads(args.threads)
     report = bench.run()
     report["quick"] = bool(args.quick)
-    return finalize(report, args.out, stem=f"sr_{args.dataset}" if args.dataset else "sr")
+    return finalize(report, args.out, stem=stem)
 
 
 if __name__ == "__main__":
