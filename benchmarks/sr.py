@@ -65,6 +65,15 @@ def methods() -> list[Method]:
     ]
 
 
+def control_methods() -> list[Method]:
+    """Equal-cost control (run on request with ``--methods``): plain CFG with 5× the steps, i.e. the model
+    evaluations per sample of DiffIER consistency at max_iters = 4 (200 at ω > 1 with 20 steps)."""
+    return [Method("cfg-100steps")]
+
+
+STEPS_OVERRIDE = {"cfg-100steps": 100}
+
+
 @dataclasses.dataclass
 class RunConfig:
     datasets: tuple[str, ...] = ("digits", "photos")
@@ -167,7 +176,7 @@ class SRBench:
 
     def run_dataset(self, dataset: str) -> dict[str, Any]:
         cfg = self.config
-        ms = [m for m in methods() if not cfg.methods or m.name in cfg.methods]
+        ms = ([m for m in methods() + control_methods() if m.name in cfg.methods] if cfg.methods else methods())
         raw: dict[tuple[str, float], list[dict[str, float]]] = {}
         baselines: dict[str, list[dict[str, float]]] = {"bicubic": [], "hr": []}
         grid: dict[str, torch.Tensor] = {}
@@ -186,8 +195,9 @@ class SRBench:
             for method in ms:
                 for omega in cfg.omegas:
                     latent = self.dm.sr_empty_latent(hr.shape[0], config)
+                    steps = STEPS_OVERRIDE.get(method.name, cfg.steps)
                     res = self.h.sample(model, method, positive=positive, negative=negative, latent=latent,
-                                        seed=seed, steps=cfg.steps, cfg=omega, sampler=cfg.sampler,
+                                        seed=seed, steps=steps, cfg=omega, sampler=cfg.sampler,
                                         scheduler=cfg.scheduler)
                     out = ((res.samples.float() + 1) / 2).clamp(0, 1)
                     m = self._metrics(dataset, out, hr, labels)
@@ -399,7 +409,8 @@ def merge(out: Path) -> dict:
             rep = p["datasets"][ds]
             for r in rep["results"]:
                 runs = [{"seed": seed, **run} for seed, run in zip(p["config"]["seeds"], r["per_seed"], strict=True)]
-                raw.setdefault((r["method"], r["omega"]), []).extend(runs)
+                have = {x["seed"] for x in raw.get((r["method"], r["omega"]), [])}
+                raw.setdefault((r["method"], r["omega"]), []).extend(x for x in runs if x["seed"] not in have)
             if "baselines_per_seed" in rep:
                 for name, runs in rep["baselines_per_seed"].items():
                     baselines.setdefault(name, []).extend(runs)
@@ -421,6 +432,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--merge", action="store_true", help="merge sr_digits.json and sr_photos.json into sr.json")
     parser.add_argument("--seeds", type=lambda v: tuple(int(x) for x in v.split(",")),
                         help="comma-separated seed subset (with --dataset; writes sr_<dataset>_s<seeds>.json)")
+    parser.add_argument("--methods", type=lambda v: tuple(v.split(",")), help="comma-separated method names")
+    parser.add_argument("--omegas", type=lambda v: tuple(float(x) for x in v.split(",")), help="comma-separated ω")
+    parser.add_argument("--tag", default="", help="suffix of the part file name (sr_<dataset><tag>.json)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -434,6 +448,11 @@ def main(argv=None) -> dict:
     if args.seeds:
         config = dataclasses.replace(config, seeds=args.seeds)
         stem += "_s" + "-".join(str(v) for v in args.seeds)
+    if args.methods:
+        config = dataclasses.replace(config, methods=args.methods)
+    if args.omegas:
+        config = dataclasses.replace(config, omegas=args.omegas)
+    stem += args.tag
     bench = SRBench(config)
     torch.set_num_threads(args.threads)
     report = bench.run()
