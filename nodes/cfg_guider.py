@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..diffier_core import validate_window
-from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
 
@@ -30,16 +30,16 @@ class DiffIERCFGGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent) -> bool | str:
-        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent)
+    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent, inner_guidance=None) -> bool | str:
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent, inner_guidance)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
-                end_percent) -> io.NodeOutput:
+                end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
         import comfy.samplers
 
         start, end = validate_window(start_percent, end_percent)
-        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end)
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end)
         guider = comfy.samplers.CFGGuider(patch.apply(model))
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)

@@ -6,14 +6,22 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..diffier_core import MODES, RANGES, DiffIERConfig, DiffIERError, DiffIERParameterError, validate_window
+from ..diffier_core import (
+    INNER_GUIDANCE,
+    MODES,
+    RANGES,
+    DiffIERConfig,
+    DiffIERError,
+    DiffIERParameterError,
+    validate_window,
+)
 
 CATEGORY = "sampling/diffier"
 
 TOOLTIPS: dict[str, str] = {
     "mode": "consistency (default): re-evaluates the model on a freshly re-noised copy of the step's estimate "
-            "and pulls the estimate toward the model's own answer (costs one extra cond+uncond evaluation "
-            "per inner iteration). paper: Algorithm 1 as printed with a mean-squared loss (no extra "
+            "and pulls the estimate toward the model's own answer (costs extra model evaluations per inner "
+            "iteration, see inner_guidance). paper: Algorithm 1 as printed with a mean-squared loss (no extra "
             "evaluations; its per-element step is tiny, so its effect is small).",
     "eta": "Step size η of the inner gradient descent (paper: 5e-2). 0 turns DiffIER off.",
     "threshold": "Convergence threshold (paper: 1e-3): the inner loop stops once the relative change of the "
@@ -23,11 +31,18 @@ TOOLTIPS: dict[str, str] = {
     "start_percent": "Sampling progress at which DiffIER starts (0 = first step). Together with end_percent "
                      "this limits the correction to part of the schedule; start = end = 1 turns it off.",
     "end_percent": "Sampling progress at which DiffIER stops (1 = last step).",
+    "inner_guidance": "What the consistency loop re-evaluates. cond (default): the conditional branch only, one "
+                      "extra evaluation per iteration; the strongest DiffIER setting in this pack's benchmarks "
+                      "(docs/EVIDENCE.md). cfg: the guided cond+uncond prediction, two evaluations per "
+                      "iteration. Ignored in paper mode.",
 }
 
 
 def diffier_inputs() -> list[io.Input]:
-    """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent."""
+    """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance.
+
+    ``inner_guidance`` is optional, so workflows saved before it existed load and run unchanged.
+    """
     return [
         io.Combo.Input("mode", options=list(MODES), default="consistency", tooltip=TOOLTIPS["mode"]),
         io.Float.Input("eta", default=0.05, min=RANGES["eta"][0], max=RANGES["eta"][1], step=0.005,
@@ -39,19 +54,24 @@ def diffier_inputs() -> list[io.Input]:
         io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
                        tooltip=TOOLTIPS["start_percent"]),
         io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip=TOOLTIPS["end_percent"]),
+        io.Combo.Input("inner_guidance", options=list(INNER_GUIDANCE), default=DEFAULT_INNER_GUIDANCE,
+                       optional=True, tooltip=TOOLTIPS["inner_guidance"]),
     ]
 
 
-DIFFIER_INPUT_IDS = ("mode", "eta", "threshold", "max_iters", "start_percent", "end_percent")
+#: The nodes' default for ``inner_guidance`` (the core's neutral default is "cfg"): measured best, see docs/EVIDENCE.md.
+DEFAULT_INNER_GUIDANCE = "cond"
 
 
-def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any) -> DiffIERConfig:
+def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any,
+                 inner_guidance: Any = DEFAULT_INNER_GUIDANCE) -> DiffIERConfig:
     """The core config from node inputs (raises DiffIERParameterError naming the bad input)."""
-    return DiffIERConfig(mode=mode, eta=eta, threshold=threshold, max_iters=max_iters)
+    return DiffIERConfig(mode=mode, eta=eta, threshold=threshold, max_iters=max_iters,
+                         inner_guidance=inner_guidance)
 
 
 def validate_diffier_inputs(mode: Any, eta: Any, threshold: Any, start_percent: Any, end_percent: Any,
-                            **combos: tuple[Any, list[str]]) -> bool | str:
+                            inner_guidance: Any = None, **combos: tuple[Any, list[str]]) -> bool | str:
     """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
 
     It takes only the inputs ComfyUI's own check cannot judge: NaN passes its ``min``/``max``
@@ -62,7 +82,8 @@ def validate_diffier_inputs(mode: Any, eta: Any, threshold: Any, start_percent: 
     here and is checked when the node runs instead.
     """
     try:
-        for name, (value, options) in {"mode": (mode, list(MODES)), **combos}.items():
+        choices = {"mode": (mode, list(MODES)), "inner_guidance": (inner_guidance, list(INNER_GUIDANCE)), **combos}
+        for name, (value, options) in choices.items():
             if value is not None and value not in options:
                 raise DiffIERParameterError(name, value, f"one of {options}")
         if eta is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..diffier_core import validate_window
-from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
 
@@ -25,11 +25,12 @@ class DiffIERGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent) -> bool | str:
-        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent)
+    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent, inner_guidance=None) -> bool | str:
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent, inner_guidance)
 
     @classmethod
-    def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent) -> io.NodeOutput:
+    def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent,
+                inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
         start, end = validate_window(start_percent, end_percent)
-        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end)
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end)
         return io.NodeOutput(patch.apply(model))

@@ -7,7 +7,7 @@ import json
 from comfy_api.latest import io
 
 from ..diffier_core import validate_window
-from .common import CATEGORY, build_config, diffier_inputs, validate_diffier_inputs
+from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
 
@@ -49,21 +49,23 @@ class KSamplerDiffIER(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, sampler_name, scheduler, mode, eta, threshold, start_percent, end_percent) -> bool | str:
+    def validate_inputs(cls, sampler_name, scheduler, mode, eta, threshold, start_percent, end_percent,
+                        inner_guidance=None) -> bool | str:
         import comfy.samplers
 
-        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent,
+        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent, inner_guidance,
                                        sampler_name=(sampler_name, comfy.samplers.KSampler.SAMPLERS),
                                        scheduler=(scheduler, comfy.samplers.KSampler.SCHEDULERS))
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                denoise, mode, eta, threshold, max_iters, start_percent, end_percent) -> io.NodeOutput:
+                denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
+                inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
         import nodes as comfy_nodes  # ComfyUI's top-level module (this pack's own is `.nodes`)
 
         start, end = validate_window(start_percent, end_percent)
         summaries: list[dict] = []
-        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters), start, end,
+        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end,
                              on_run_end=summaries.append)
         (latent,) = comfy_nodes.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler,
                                                 positive, negative, latent_image, denoise=denoise)

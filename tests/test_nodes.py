@@ -58,8 +58,9 @@ def test_every_input_has_a_tooltip_and_node_a_description(comfy_nodes, node_id):
     cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
     info = cls.GET_NODE_INFO_V1()
     assert info["description"]
-    for name, spec in info["input"]["required"].items():
+    for name, spec in {**info["input"]["required"], **info["input"].get("optional", {})}.items():
         assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    assert info["input"]["optional"]["inner_guidance"][1]["default"] == "cond"
     for name in ("eta", "max_iters"):
         assert "turns DiffIER off" in info["input"]["required"][name][1]["tooltip"]
 
@@ -299,3 +300,29 @@ def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step
         extra[steps] = ours.count - plain.count
     assert (extra[8] - extra[4]) / 4 == per_step, extra
     assert extra[4] <= 4 * per_step + 8, extra   # per-run constant stays small
+
+
+def test_inner_guidance_cond_is_the_default_and_costs_one_row_per_iteration(run_node):
+    """cond (default) re-evaluates the conditional branch only: B model rows per inner iteration, not 2B."""
+    import comfy.patcher_extension
+
+    tm = tiny("eps")
+    rows = {}
+    outs = {}
+    for variant in ("default", "cond", "cfg"):
+        counted = [0]
+
+        def count(executor, x, t, *args, counted=counted, **kwargs):
+            counted[0] += x.shape[0]
+            return executor(x, t, *args, **kwargs)
+
+        m = tm.patcher.clone()
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "count", count)
+        extra = {} if variant == "default" else {"inner_guidance": variant}
+        outs[variant], info = ksampler(run_node, tm, node="KSamplerDiffIER", model=m,
+                                       **{**DIFFIER, "threshold": 0.0}, **extra)
+        rows[variant] = counted[0]
+        assert info["extra_model_evals"] == 3 * 4
+    assert torch.equal(outs["default"], outs["cond"]) and not torch.equal(outs["cond"], outs["cfg"])
+    assert rows["cond"] == 3 * 2 + 3 * 4 * 1     # CFG pass (cond + uncond) + one row per inner iteration
+    assert rows["cfg"] == 3 * 2 + 3 * 4 * 2
