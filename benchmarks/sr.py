@@ -269,7 +269,9 @@ def plot_quality(report: dict, path: Path) -> None:
     omegas = report["config"]["omegas"]
     for row, ds in zip(axes, datasets, strict=True):
         rep = report["datasets"][ds]
-        names = list(dict.fromkeys(r["method"] for r in rep["results"]))
+        present = {r["method"] for r in rep["results"]}
+        names = [m.name for m in methods() + control_methods() if m.name in present]
+        colors = {m.name: f"C{i}" for i, m in enumerate(methods() + control_methods())}
         for i, ax in enumerate(row):
             if i >= len(panels[ds]):
                 ax.axis("off")
@@ -279,7 +281,7 @@ def plot_quality(report: dict, path: Path) -> None:
                 rows = sorted((r for r in rep["results"] if r["method"] == name), key=lambda r: r["omega"])
                 ax.errorbar([r["omega"] for r in rows], [r["mean"][key] for r in rows],
                             yerr=[r["ci95"][key] for r in rows], label=name, marker="o", ms=3, capsize=2,
-                            **_method_style(name))
+                            color=colors[name], **_method_style(name))
             bic = rep["baselines"].get("bicubic", {}).get(key)
             if bic is not None:
                 ax.axhline(bic, color="gray", lw=0.9, ls=":", label="bicubic")
@@ -289,6 +291,9 @@ def plot_quality(report: dict, path: Path) -> None:
             ax.set_xscale("log")
             ax.set_xticks(omegas)
             ax.set_xticklabels([f"{w:g}" for w in omegas])
+            ax.minorticks_off()
+            if key == "fd":
+                ax.set_yscale("log")
             ax.set_xlabel("guidance scale ω")
             ax.set_title(f"{ds}: {title}")
         row[0].legend(fontsize=7)
@@ -336,7 +341,8 @@ def tables_markdown(report: dict) -> str:
     out = []
     omegas = report["config"]["omegas"]
     for ds, rep in report["datasets"].items():
-        names = list(dict.fromkeys(r["method"] for r in rep["results"]))
+        present = {r["method"] for r in rep["results"]}
+        names = [m.name for m in methods() + control_methods() if m.name in present]
         by = {(r["method"], r["omega"]): r for r in rep["results"]}
         bic = rep["baselines"].get("bicubic", {})
         for key in [k for k in METRICS[ds] if k not in ("wall_s",)]:
