@@ -16,7 +16,9 @@ ALL_SOURCES = PACK_SOURCES + [p for d in ("benchmarks", "scripts", "training")
 
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "print"}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib"}
-FORBIDDEN_ATTRS = {("torch", "load"), ("np", "load"), ("numpy", "load")}
+FORBIDDEN_ATTRS = {("torch", "load")}
+#: numpy's loader is safe unless pickles are allowed explicitly (allow_pickle defaults to False).
+NUMPY_LOADERS = {("np", "load"), ("numpy", "load")}
 ROUTE_ATTRS = {"add_route", "add_get", "add_post", "add_static", "routes"}
 
 
@@ -34,6 +36,11 @@ def _violations(path: Path, *, pack: bool) -> list[str]:
             for name in names:
                 if name.split(".")[0] in FORBIDDEN_MODULES:
                     found.append(f"{where} imports {name}")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in NUMPY_LOADERS
+                and any(k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                        for k in node.keywords)):
+            found.append(f"{where} allows pickles in numpy.load")
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if (node.value.id, node.attr) in FORBIDDEN_ATTRS:
                 found.append(f"{where} uses {node.value.id}.{node.attr} (pickle-based loading)")
@@ -55,11 +62,12 @@ def test_scanner_catches_what_it_forbids(tmp_path):
     bad = REPO / "nodes" / "_scanner_probe.py"
     try:
         bad.write_text("import pickle\nimport torch\nx = eval('1')\ntorch.load('w.pt')\nprint(x)\n"
-                       "WEB_DIRECTORY = './web'\nserver.routes.get('/x')\n")
+                       "WEB_DIRECTORY = './web'\nserver.routes.get('/x')\nnp.load('a.npz', allow_pickle=True)\n"
+                       "np.load('b.npz')\n")
         found = _violations(bad, pack=True)
     finally:
         bad.unlink()
-    assert len(found) == 6, found
+    assert len(found) == 7, found
 
 
 def test_weights_are_only_safetensors():

@@ -195,6 +195,7 @@ def test_soak_and_restart(server):
     server.start()
     again = latent_of(server, server.run(digits_prompt(*key, prefix="after_restart"), timeout=300))
     restart_identical = torch.equal(again, warm[key])
+    restart_max_diff = float((again - warm[key]).abs().max())
 
     figures = {
         "prompts": SOAK_PROMPTS, "clients": SOAK_CLIENTS, "completed": len(results), "failures": failures,
@@ -203,6 +204,7 @@ def test_soak_and_restart(server):
         "median_prompt_s": round(sorted(r[2] for r in results.values())[len(results) // 2], 3) if results else None,
         "rss_after_warmup_mb": round(rss_after_warmup / 2**20, 1), "rss_end_mb": round(rss_end / 2**20, 1),
         "rss_growth": round(growth, 4), "restart_bit_identical": restart_identical,
+        "restart_max_abs_diff": restart_max_diff,
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "soak.json").write_text(json.dumps(figures, indent=2))
