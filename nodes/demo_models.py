@@ -408,7 +408,7 @@ def _load_digits(name: str, sd: dict, config: dict) -> DemoModel:
     import comfy.model_patcher
 
     model = build_digits_model(config, sd)
-    model.train(False)  # inference mode for the nn.Module (same as .eval())
+    model.train(False)  # inference mode for the nn.Module
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                                offload_device=mm.unet_offload_device())
     return DemoModel(name, "digits", patcher, config)
@@ -419,7 +419,7 @@ def _load_sr(name: str, sd: dict, config: dict) -> DemoModel:
     import comfy.model_patcher
 
     model = build_sr_model(config, sd)
-    model.train(False)  # inference mode for the nn.Module (same as .eval())
+    model.train(False)  # inference mode for the nn.Module
     model.diffier_demo_config = config   # read by the SR demo nodes (shared by every clone of the patcher)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                                offload_device=mm.unet_offload_device())
