@@ -10,8 +10,10 @@ from .demo import DEMO_NODES
 from .demo_sr import DEMO_SR_NODES
 from .guider import DiffIERGuider
 from .ksampler import KSamplerDiffIER
+from .label_grid import DiffIERLabelGrid
 
-NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider, *DEMO_NODES, *DEMO_SR_NODES]
+NODES: list[type[io.ComfyNode]] = [DiffIERGuider, KSamplerDiffIER, DiffIERCFGGuider, DiffIERLabelGrid, *DEMO_NODES,
+                                   *DEMO_SR_NODES]
 
 
 class DiffIERExtension(ComfyExtension):

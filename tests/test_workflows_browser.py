@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from checkpoints import ensure_checkpoints
+from pack_loader import import_core
 from PIL import Image
 from server_harness import ComfyServer
 
@@ -31,7 +32,19 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
 ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "guidance_sweep")
 SIZE, STEPS, SR_INPUT_SIZE = 64, 2, 128
 EXPECTED_SIZE = {"sd21_txt2img_ksampler_diffier": (SIZE, SIZE), "sd21_txt2img_guider": (SIZE, SIZE),
-                 "sd_x4_upscale": (SIZE, SIZE), "guidance_sweep": (4 * SIZE + 3 * 8, 2 * SIZE + 8)}
+                 "sd_x4_upscale": (SIZE, SIZE)}
+
+
+def expected_size(name: str, prompt: dict) -> tuple[int, int]:
+    """The sweep: a 4×2 grid of SIZE tiles 8 px apart, plus the bands DiffIER Label Grid adds for its labels."""
+    if name != "guidance_sweep":
+        return EXPECTED_SIZE[name]
+    core = import_core()
+    (label,) = [v["inputs"] for v in prompt.values() if v["class_type"] == "DiffIERLabelGrid"]
+    layout = core.grid_layout(4 * SIZE + 3 * 8, 2 * SIZE + 8, core.parse_labels(label["columns"]),
+                              core.parse_labels(label["rows"]), label["spacing"], label["font_size"])
+    assert layout.header_height > 0 and layout.margin_width > 0
+    return layout.width, layout.height
 
 
 def _frontend():
@@ -118,7 +131,7 @@ def test_ui_workflow_loads_and_runs_in_the_browser(server, page, name):
     (save_id,) = [k for k, v in prompt.items() if v["class_type"] == "SaveImage"]
     (image,) = entry["outputs"][save_id]["images"]
     with Image.open(server.output_file(image)) as im:
-        assert im.size == EXPECTED_SIZE[name]
+        assert im.size == expected_size(name, prompt)
     for sid in (k for k, v in prompt.items() if v["class_type"] == "KSamplerDiffIER"):
         assert re.match(rf"DiffIER consistency: {STEPS} steps corrected", entry["outputs"][sid]["text"][0])
     if any(v["class_type"] == "DiffIERGuider" for v in prompt.values()):

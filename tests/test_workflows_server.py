@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from checkpoints import SD21_EPS, ensure_checkpoints
+from pack_loader import import_core
 from PIL import Image
 from server_harness import ComfyServer, PromptRejected
 
@@ -34,8 +35,22 @@ EXPECTED_SIZE = {  # (width, height) of the saved image after reduce_for_ci
     "sd21_txt2img_ksampler_diffier": (SIZE, SIZE),
     "sd21_txt2img_guider": (SIZE, SIZE),
     "sd_x4_upscale": (SIZE, SIZE),
-    "guidance_sweep": (SWEEP_COLS * SIZE + (SWEEP_COLS - 1) * SWEEP_SPACING, 2 * SIZE + SWEEP_SPACING),
+    "guidance_sweep": None,  # the stitched grid plus DiffIER Label Grid's bands: see labelled_sweep_layout
 }
+
+
+def labelled_sweep_layout(prompt: dict):
+    """The 4×2 grid of SIZE tiles (ImageStitch, SWEEP_SPACING apart) plus the header band and the left margin."""
+    core = import_core()
+    (lid,) = nodes_of(prompt, "DiffIERLabelGrid")
+    inputs = prompt[lid]["inputs"]
+    assert inputs["spacing"] == SWEEP_SPACING
+    cols, rows = core.parse_labels(inputs["columns"]), core.parse_labels(inputs["rows"])
+    assert len(cols) == SWEEP_COLS and len(rows) == 2
+    layout = core.grid_layout(SWEEP_COLS * SIZE + (SWEEP_COLS - 1) * SWEEP_SPACING, 2 * SIZE + SWEEP_SPACING,
+                              cols, rows, SWEEP_SPACING, inputs["font_size"])
+    assert layout.header_height > 0 and layout.margin_width > 0
+    return layout
 
 
 def load_api(name: str) -> dict:
@@ -125,7 +140,9 @@ def test_api_workflow_runs_unchanged(server, name):
     result = server.run(prompt, timeout=600)
     log = server.log_text()[log_before:]
     (save_id,) = nodes_of(prompt, "SaveImage")
-    _assert_image(server, result, save_id, EXPECTED_SIZE[name], name)
+    layout = labelled_sweep_layout(prompt) if name == "guidance_sweep" else None
+    size = (layout.width, layout.height) if layout else EXPECTED_SIZE[name]
+    arr = _assert_image(server, result, save_id, size, name)
     assert "invalid value encountered" not in log  # numpy's warning when SaveImage casts NaN
 
     samplers = nodes_of(prompt, "KSamplerDiffIER") + nodes_of(prompt, "KSampler")
@@ -149,6 +166,12 @@ def test_api_workflow_runs_unchanged(server, name):
         cfgs = [prompt[s]["inputs"]["cfg"] for s in nodes_of(prompt, "KSampler")]
         assert cfgs == [prompt[s]["inputs"]["cfg"] for s in nodes_of(prompt, "KSamplerDiffIER")]
         assert len({prompt[s]["inputs"]["seed"] for s in samplers}) == 1
+        cols = [f"CFG {c:g}" for c in cfgs]  # the drawn column labels name the CFG of the samplers below them
+        (lid,) = nodes_of(prompt, "DiffIERLabelGrid")
+        assert import_core().parse_labels(prompt[lid]["inputs"]["columns"]) == cols
+        header, margin = arr[:layout.header_height], arr[layout.header_height:, :layout.margin_width]
+        assert header.max() == 255 and header.min() < 100  # white bands with dark label ink
+        assert margin.max() == 255 and margin.min() < 100
     ckpt = prompt[nodes_of(prompt, "CheckpointLoaderSimple")[0]]["inputs"]["ckpt_name"]
     if ckpt.startswith("v2-1_768") and "model_type" in log:
         assert "model_type V_PREDICTION" in log  # ComfyUI detected the 768-v checkpoint as v-prediction

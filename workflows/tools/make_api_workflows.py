@@ -26,9 +26,10 @@ SR_INPUT = "diffier_sr_input.png"
 SR_PROMPT = "a photo of a tabby cat, sharp focus, highly detailed fur"
 SEED = 42
 DIFFIER = {"mode": "consistency", "eta": 0.05, "threshold": 0.001, "max_iters": 4, "start_percent": 0.0,
-           "end_percent": 1.0}
+           "end_percent": 1.0, "inner_guidance": "cond"}
 SWEEP_CFGS = (3.0, 7.5, 15.0, 30.0)
 SWEEP_SPACING = 8
+SWEEP_ROWS = ("plain KSampler", "KSampler (DiffIER)")
 
 
 def node(class_type: str, title: str, **inputs) -> dict:
@@ -85,7 +86,7 @@ def sd_x4_upscale() -> dict:
 
 
 def guidance_sweep() -> dict:
-    """Same seed at every CFG in SWEEP_CFGS: plain KSampler in the top row, KSampler (DiffIER) below."""
+    """Same seed at every CFG in SWEEP_CFGS: plain KSampler in the top row, KSampler (DiffIER) below, labelled."""
     p: dict = {}
     _sd21_front(p)
     p["4"]["inputs"].update(width=768, height=768)
@@ -116,10 +117,14 @@ def guidance_sweep() -> dict:
     grid = str(next_id)
     p[grid] = node("ImageStitch", "Grid: plain row above DiffIER row", image1=row_out[0], direction="down",
                    match_image_size=True, spacing_width=SWEEP_SPACING, spacing_color="black", image2=row_out[1])
+    labelled = str(next_id + 1)
+    p[labelled] = node("DiffIERLabelGrid", "Label grid (rows: sampler, columns: CFG)", image=[grid, 0],
+                       columns="\n".join(f"CFG {c:g}" for c in SWEEP_CFGS), rows="\n".join(SWEEP_ROWS),
+                       spacing=SWEEP_SPACING, font_size=0)
     cfgs = "-".join(f"{c:g}" for c in SWEEP_CFGS)
-    p[str(next_id + 1)] = node("SaveImage", f"Save grid (rows: plain, DiffIER; columns: CFG {cfgs})",
+    p[str(next_id + 2)] = node("SaveImage", f"Save grid (rows: plain, DiffIER; columns: CFG {cfgs})",
                                filename_prefix=f"DiffIER/guidance_sweep_rows-plain-diffier_cfg-{cfgs}",
-                               images=[grid, 0])
+                               images=[labelled, 0])
     return p
 
 
