@@ -69,7 +69,7 @@ def _marker_payload() -> dict:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Inter-process lock (POSIX); a no-op where fcntl is unavailable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -209,7 +209,7 @@ def ensure_comfyui() -> Path:
             return False
 
     if not ready():
-        with _file_lock(root / ".comfyui.lock"):
+        with file_lock(root / ".comfyui.lock"):
             if not ready():
                 _provision(comfy)
                 _ensure_pack_link(comfy)

@@ -31,8 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import logging
@@ -41,7 +39,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,15 +82,15 @@ def cache_dir() -> Path:
     return root / "test-models" / "checkpoints"
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _lock(path: Path):
+    """The runtime script's inter-process file lock (``scripts/comfyui_runtime.py``, loaded by file path)."""
+    name = "_diffier_comfyui_runtime"   # the name scripts/comfy_inprocess.py registers it under
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "comfyui_runtime.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].file_lock(path)
 
 
 def _stamp(path: Path) -> Path:
