@@ -18,8 +18,10 @@ noise and differences are paired per sample):
   and DiffIER − plain CFG at the base step count) of a per-sample quality score with a paired bootstrap 95 %
   interval over samples, and of the set-level metric with a paired bootstrap over samples and a seed-level t-interval.
 * **Chains.** Through the real nodes, at ω ∈ {1.5, 2, 3, 5, 7.5, 10}: DiffIER alone; APG, RescaleCFG and
-  CFGZeroStar alone; APG → DiffIERGuider; RescaleCFG → DiffIERGuider; DiffIERGuider → CFGZeroStar (post-CFG order).
-  Each chain is compared (paired) with its anchor alone, with DiffIER alone and with plain CFG.
+  CFGZeroStar alone; APG → DiffIERGuider; RescaleCFG → DiffIERGuider; DiffIERGuider → CFGZeroStar (post-CFG order),
+  each with DiffIER's guided inner evaluation (``diffier``) and with the nodes' defaults (``diffier-cond``,
+  ``inner_guidance="cond"``). Each chain is compared (paired) with its anchor alone, with the same DiffIER setting
+  alone and with plain CFG.
 
 Per-sample scores: ``known_score`` — the exact conditional log-density log q(x | c) per dimension (higher is
 better; note it rewards contraction toward the modes, so read it with the set metric); ``digits`` — the held-out
@@ -72,6 +74,7 @@ class Spec:
     patches: tuple[tuple[str, dict[str, Any]], ...] = ()
     core_diffier: dict[str, Any] | None = None
     anchor: str | None = None
+    diffier_alone: str | None = None  # a chain's DiffIER setting run alone (its "vs DiffIER alone" comparison)
     steps: int | None = None          # None: the run's base step count
     control_of: str | None = None
 
@@ -84,7 +87,8 @@ class Spec:
         return d
 
 
-DIFFIER = "diffier(eta=.05,it=4)"      # the node defaults; the DiffIER of every chain
+DIFFIER = "diffier(eta=.05,it=4)"            # guided inner evaluation (inner_guidance="cfg"), the paper's reading
+DIFFIER_COND = "diffier-cond(eta=.05,it=4)"  # the nodes' defaults (inner_guidance="cond")
 
 
 def diffier_settings() -> list[Spec]:
@@ -92,22 +96,26 @@ def diffier_settings() -> list[Spec]:
     return [
         Spec(DIFFIER, "diffier", (_node(),)),
         Spec("diffier(eta=.05,it=1)", "diffier", (_node(max_iters=1),)),
-        Spec("diffier-cond(eta=.05,it=4)", "diffier",
-             core_diffier={"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4,
-                           "inner_guidance": "cond"}),
+        Spec(DIFFIER_COND, "diffier", (_node(inner_guidance="cond"),)),
         Spec("diffier(eta=.05,it=4,win=.5-1)", "diffier", (_node(start_percent=0.5),)),
     ]
 
 
 def chain_specs() -> list[Spec]:
-    """The anchors alone and DiffIER chained with each (real nodes, in ComfyUI's order)."""
+    """The anchors alone and DiffIER chained with each (real nodes, in ComfyUI's order), with the guided inner
+    evaluation (``diffier``) and with the nodes' defaults (``diffier-cond``)."""
+    cond = _node(inner_guidance="cond")
     return [
         Spec("apg", "anchor", (APG,)),
         Spec("rescalecfg(0.7)", "anchor", (RESCALE,)),
         Spec("cfgzerostar", "anchor", (ZERO,)),
-        Spec("apg→diffier", "chain", (APG, _node()), anchor="apg"),
-        Spec("rescalecfg→diffier", "chain", (RESCALE, _node()), anchor="rescalecfg(0.7)"),
-        Spec("diffier→cfgzerostar", "chain", (_node(), ZERO), anchor="cfgzerostar"),
+        Spec("apg→diffier", "chain", (APG, _node()), anchor="apg", diffier_alone=DIFFIER),
+        Spec("rescalecfg→diffier", "chain", (RESCALE, _node()), anchor="rescalecfg(0.7)", diffier_alone=DIFFIER),
+        Spec("diffier→cfgzerostar", "chain", (_node(), ZERO), anchor="cfgzerostar", diffier_alone=DIFFIER),
+        Spec("apg→diffier-cond", "chain", (APG, cond), anchor="apg", diffier_alone=DIFFIER_COND),
+        Spec("rescalecfg→diffier-cond", "chain", (RESCALE, cond), anchor="rescalecfg(0.7)",
+             diffier_alone=DIFFIER_COND),
+        Spec("diffier-cond→cfgzerostar", "chain", (cond, ZERO), anchor="cfgzerostar", diffier_alone=DIFFIER_COND),
     ]
 
 
@@ -439,7 +447,7 @@ class Sweep:
                     row = {"vs_cfg": self.compare(group, spec.name, "cfg", okey)}
                     if spec.kind == "chain":
                         row["vs_anchor"] = self.compare(group, spec.name, spec.anchor, okey)
-                        row["vs_diffier"] = self.compare(group, spec.name, DIFFIER, okey)
+                        row["vs_diffier"] = self.compare(group, spec.name, spec.diffier_alone or DIFFIER, okey)
                     chains.setdefault(group, {}).setdefault(spec.name, {})[okey] = row
         return {"results": results, "equal_cost": equal_cost, "chains": chains,
                 "frontier": frontier(results, bed.set_lower)}
@@ -608,15 +616,18 @@ def plot(doc: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
     colours = {"cfg": "black", DIFFIER: "tab:blue", "apg": "tab:green", "rescalecfg(0.7)": "tab:orange",
                "cfgzerostar": "tab:red", "apg→diffier": "tab:green", "rescalecfg→diffier": "tab:orange",
                "diffier→cfgzerostar": "tab:red", "diffier(eta=.05,it=1)": "tab:purple",
-               "diffier-cond(eta=.05,it=4)": "tab:brown", "diffier(eta=.05,it=4,win=.5-1)": "tab:cyan"}
+               DIFFIER_COND: "tab:brown", "diffier(eta=.05,it=4,win=.5-1)": "tab:cyan",
+               "apg→diffier-cond": "tab:olive", "rescalecfg→diffier-cond": "tab:pink",
+               "diffier-cond→cfgzerostar": "tab:gray"}
     paths = []
 
     # 1. quality vs ω: chains (set and per-sample metric), equal-cost differences
     fig, axes = plt.subplots(len(groups), 3, figsize=(17, 4.6 * len(groups) + 1.0), squeeze=False)
     for r, group in enumerate(groups):
         res = doc["results"][group]
-        for name in ["cfg", DIFFIER, "apg", "rescalecfg(0.7)", "cfgzerostar", "apg→diffier", "rescalecfg→diffier",
-                     "diffier→cfgzerostar"]:
+        for name in ["cfg", DIFFIER, DIFFIER_COND, "apg", "rescalecfg(0.7)", "cfgzerostar", "apg→diffier",
+                     "rescalecfg→diffier", "diffier→cfgzerostar", "apg→diffier-cond", "rescalecfg→diffier-cond",
+                     "diffier-cond→cfgzerostar"]:
             if name not in res:
                 continue
             ls = "--" if kinds.get(name) == "chain" else "-"

@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 SETTINGS = ("diffier(eta=.05,it=4)", "diffier(eta=.05,it=1)", "diffier-cond(eta=.05,it=4)",
             "diffier(eta=.05,it=4,win=.5-1)")
-CHAINS = {"apg→diffier": "apg", "rescalecfg→diffier": "rescalecfg(0.7)", "diffier→cfgzerostar": "cfgzerostar"}
+CHAINS = {"apg→diffier": "apg", "rescalecfg→diffier": "rescalecfg(0.7)", "diffier→cfgzerostar": "cfgzerostar",
+          "apg→diffier-cond": "apg", "rescalecfg→diffier-cond": "rescalecfg(0.7)",
+          "diffier-cond→cfgzerostar": "cfgzerostar"}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,30 @@ def test_schema(quick):
                 for key in ("vs_anchor", "vs_diffier", "vs_cfg"):
                     assert _ci_ok(row[key]["set"]) and _ci_ok(row[key]["sample"]), (chain, okey, key)
         assert set(quick["frontier"][group]) == set(res)
+
+
+def test_chains_use_the_real_nodes_and_compare_with_their_own_diffier_setting(quick):
+    methods = {m["name"]: m for m in quick["methods"]}
+    for chain, anchor in CHAINS.items():
+        m = methods[chain]
+        assert m["kind"] == "chain" and m["anchor"] == anchor
+        nodes = [node for node, _ in m["patches"]]
+        assert "DiffIERGuider" in nodes and len(nodes) == 2
+        (params,) = [p for node, p in m["patches"] if node == "DiffIERGuider"]
+        cond = chain.endswith("-cond") or chain.startswith("diffier-cond")
+        assert params["inner_guidance"] == ("cond" if cond else "cfg")
+        assert m["diffier_alone"] == ("diffier-cond(eta=.05,it=4)" if cond else "diffier(eta=.05,it=4)")
+    # DiffIER ran inside every chain: more evaluations than plain CFG, at most its cap (the 1e-3 threshold may stop
+    # the inner loop earlier in a chain than alone, so the counts need not match the setting alone)
+    steps = quick["config"]["steps"]
+    for group in quick["groups"]:
+        res = quick["results"][group]
+        for chain in CHAINS:
+            per_iter = 1 if methods[chain]["diffier_alone"].startswith("diffier-cond") else 2
+            for okey in quick["omegas"]:
+                evals = res[chain][okey]["evals_per_sample"]["mean"]
+                assert res["cfg"][okey]["evals_per_sample"]["mean"] == 2 * steps
+                assert 2 * steps < evals <= steps * (2 + 4 * per_iter), (chain, okey, evals)
 
 
 def test_equal_cost_controls_match_the_evaluations(quick):
