@@ -104,10 +104,17 @@ def _draw_mask(layout: GridLayout, columns: Sequence[str], rows: Sequence[str]) 
     canvas = Image.new("L", (layout.width, layout.height), 0)
     draw = ImageDraw.Draw(canvas)
     font = _font(layout.font_size)
+
+    def centred(cx: float, cy: float, text: str) -> None:
+        # centre the ink box by hand: bitmap fonts (Pillow without FreeType) support no other anchor than "la"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.text((round(cx - (right - left) / 2 - left), round(cy - (bottom - top) / 2 - top)), text, fill=255,
+                  font=font)
+
     for col, text in enumerate(columns):
-        draw.text((layout.column_centre(col), layout.header_height / 2), text, fill=255, font=font, anchor="mm")
+        centred(layout.column_centre(col), layout.header_height / 2, text)
     for row, text in enumerate(rows):
-        draw.text((layout.margin_width / 2, layout.row_centre(row)), text, fill=255, font=font, anchor="mm")
+        centred(layout.margin_width / 2, layout.row_centre(row), text)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)
 
 

@@ -88,3 +88,20 @@ def test_bad_geometry_names_the_parameter(kwargs, name):
 def test_not_an_image_tensor():
     with pytest.raises(core.DiffIERParameterError, match="'image'"):
         core.label_grid(torch.zeros(8, 8, 3), COLS, ROWS, spacing=8)
+
+
+def test_bitmap_font_fallback_still_draws_every_label(monkeypatch):
+    """Pillow without FreeType has only a bitmap font (no anchors, no sizes): labels are still drawn."""
+    import importlib
+
+    from PIL import ImageFont
+
+    mod = importlib.import_module(core.__name__ + ".grid_labels")
+    monkeypatch.setattr(mod, "_font", lambda size: ImageFont.load_default_imagefont())
+    grid = _grid()
+    out = core.label_grid(grid, COLS, ROWS, spacing=8)
+    lay = core.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
+    assert torch.equal(out[:, lay.header_height:, lay.margin_width:], grid)
+    for col in range(len(COLS)):
+        x0 = lay.margin_width + col * (lay.tile_width + lay.spacing)
+        assert out[0, :lay.header_height, x0:x0 + lay.tile_width, 0].min() < 0.3, col
