@@ -421,11 +421,15 @@ def merge(out: Path) -> dict:
                 raw.setdefault((r["method"], r["omega"]), []).extend(x for x in runs if x["seed"] not in have)
             if "baselines_per_seed" in rep:
                 for name, runs in rep["baselines_per_seed"].items():
-                    baselines.setdefault(name, []).extend(runs)
+                    have = {x["seed"] for x in baselines.get(name, [])}
+                    baselines.setdefault(name, []).extend(x for x in runs if x["seed"] not in have)
             else:   # parts written before per-seed baselines were kept: their means count once
                 for name, means in rep["baselines"].items():
                     baselines.setdefault(name, []).append({"seed": -1, **means})
             seeds |= set(p["config"]["seeds"])
+        for name, runs in baselines.items():   # a legacy seed -1 mean only stands in when no seed was kept
+            if any(x["seed"] >= 0 for x in runs):
+                baselines[name] = sorted((x for x in runs if x["seed"] >= 0), key=lambda x: x["seed"])
         report["datasets"][ds] = {"model": mine[0]["datasets"][ds]["model"], **summarize(ds, raw, baselines)}
     report["config"] = {**parts[0]["config"], "datasets": list(report["datasets"]), "seeds": sorted(seeds)}
     report["wall_s"] = sum(p["wall_s"] for p in parts)
