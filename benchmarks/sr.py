@@ -421,8 +421,10 @@ def merge(out: Path) -> dict:
                 raw.setdefault((r["method"], r["omega"]), []).extend(x for x in runs if x["seed"] not in have)
             if "baselines_per_seed" in rep:
                 for name, runs in rep["baselines_per_seed"].items():
-                    have = {x["seed"] for x in baselines.get(name, [])}
-                    baselines.setdefault(name, []).extend(x for x in runs if x["seed"] not in have)
+                    kept = baselines.setdefault(name, [])
+                    for x in runs:
+                        if x["seed"] not in {k["seed"] for k in kept}:
+                            kept.append(x)
             else:   # parts written before per-seed baselines were kept: their means count once
                 for name, means in rep["baselines"].items():
                     baselines.setdefault(name, []).append({"seed": -1, **means})
