@@ -29,10 +29,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO_ROOT / "workflows"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
-ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "guidance_sweep")
+ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "sd21_txt2img_rescalecfg_diffier",
+         "guidance_sweep")
 SIZE, STEPS, SR_INPUT_SIZE = 64, 2, 128
 EXPECTED_SIZE = {"sd21_txt2img_ksampler_diffier": (SIZE, SIZE), "sd21_txt2img_guider": (SIZE, SIZE),
-                 "sd_x4_upscale": (SIZE, SIZE)}
+                 "sd21_txt2img_rescalecfg_diffier": (SIZE, SIZE), "sd_x4_upscale": (SIZE, SIZE)}
 
 
 def expected_size(name: str, prompt: dict) -> tuple[int, int]:

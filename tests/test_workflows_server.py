@@ -27,13 +27,15 @@ WORKFLOWS = REPO_ROOT / "workflows"
 API_DIR = WORKFLOWS / "api"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "workflows"
 # x4 first, then the SD 2.1 workflows, so the bad-request test after them finds SD 2.1 still loaded
-ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "guidance_sweep")
+ORDER = ("sd_x4_upscale", "sd21_txt2img_ksampler_diffier", "sd21_txt2img_guider", "sd21_txt2img_rescalecfg_diffier",
+         "guidance_sweep")
 NODE_IDS = ("DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider")
 SIZE, STEPS, SR_INPUT_SIZE = 64, 2, 128
 SWEEP_COLS, SWEEP_SPACING = 4, 8
 EXPECTED_SIZE = {  # (width, height) of the saved image after reduce_for_ci
     "sd21_txt2img_ksampler_diffier": (SIZE, SIZE),
     "sd21_txt2img_guider": (SIZE, SIZE),
+    "sd21_txt2img_rescalecfg_diffier": (SIZE, SIZE),
     "sd_x4_upscale": (SIZE, SIZE),
     "guidance_sweep": None,  # the stitched grid plus DiffIER Label Grid's bands: see labelled_sweep_layout
 }
@@ -161,6 +163,13 @@ def test_api_workflow_runs_unchanged(server, name):
 
     if nodes_of(prompt, "DiffIERGuider"):  # model-patch route: the run summary goes to the server log
         assert re.search(rf"DiffIER \(consistency\): {STEPS} steps corrected", log), log[-3000:]
+    if name == "sd21_txt2img_rescalecfg_diffier":  # loader -> RescaleCFG -> DiffIER Guider -> KSampler
+        (rid,), (gid,), (kid,) = (nodes_of(prompt, t) for t in ("RescaleCFG", "DiffIERGuider", "KSampler"))
+        assert prompt[gid]["inputs"]["model"] == [rid, 0] and prompt[kid]["inputs"]["model"] == [gid, 0]
+        without = copy.deepcopy(prompt)  # the same graph with RescaleCFG taken out: RescaleCFG must matter
+        without[gid]["inputs"]["model"] = without.pop(rid)["inputs"]["model"]
+        arr_without = _assert_image(server, server.run(without, timeout=600), save_id, size, f"{name}-no-rescale")
+        assert np.abs(arr - arr_without).max() > 0
     if name == "guidance_sweep":
         assert len(nodes_of(prompt, "KSamplerDiffIER")) == len(nodes_of(prompt, "KSampler")) == SWEEP_COLS
         cfgs = [prompt[s]["inputs"]["cfg"] for s in nodes_of(prompt, "KSampler")]

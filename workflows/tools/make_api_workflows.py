@@ -27,6 +27,7 @@ SR_PROMPT = "a photo of a tabby cat, sharp focus, highly detailed fur"
 SEED = 42
 DIFFIER = {"mode": "consistency", "eta": 0.05, "threshold": 0.001, "max_iters": 4, "start_percent": 0.0,
            "end_percent": 1.0, "inner_guidance": "cond"}
+RESCALE_MULTIPLIER = 0.7  # RescaleCFG's default, the value benchmarked
 SWEEP_CFGS = (3.0, 7.5, 15.0, 30.0)
 SWEEP_SPACING = 8
 SWEEP_ROWS = ("plain KSampler", "KSampler (DiffIER)")
@@ -66,6 +67,19 @@ def sd21_txt2img_guider() -> dict:
     p["5"] = node("KSampler", "KSampler", **sampler_inputs(["9", 0], ["2", 0], ["3", 0], ["4", 0], 30, 7.5))
     p["6"] = node("VAEDecode", "VAE Decode", samples=["5", 0], vae=["1", 2])
     p["7"] = node("SaveImage", "Save Image", filename_prefix="DiffIER/sd21_txt2img_guider", images=["6", 0])
+    return dict(sorted(p.items(), key=lambda kv: int(kv[0])))
+
+
+def sd21_txt2img_rescalecfg_diffier() -> dict:
+    """The chain the benchmarks found best at CFG >= 3 (docs/evidence/cost_and_chains.md): RescaleCFG, then DiffIER."""
+    p: dict = {}
+    _sd21_front(p)
+    p["11"] = node("RescaleCFG", "RescaleCFG (first)", model=["1", 0], multiplier=RESCALE_MULTIPLIER)
+    p["9"] = node("DiffIERGuider", "DiffIER Guider (after RescaleCFG)", model=["11", 0], **DIFFIER)
+    p["5"] = node("KSampler", "KSampler", **sampler_inputs(["9", 0], ["2", 0], ["3", 0], ["4", 0], 30, 7.5))
+    p["6"] = node("VAEDecode", "VAE Decode", samples=["5", 0], vae=["1", 2])
+    p["7"] = node("SaveImage", "Save Image", filename_prefix="DiffIER/sd21_txt2img_rescalecfg_diffier",
+                  images=["6", 0])
     return dict(sorted(p.items(), key=lambda kv: int(kv[0])))
 
 
@@ -131,6 +145,7 @@ def guidance_sweep() -> dict:
 WORKFLOW_BUILDERS = {
     "sd21_txt2img_ksampler_diffier": sd21_txt2img_ksampler_diffier,
     "sd21_txt2img_guider": sd21_txt2img_guider,
+    "sd21_txt2img_rescalecfg_diffier": sd21_txt2img_rescalecfg_diffier,
     "sd_x4_upscale": sd_x4_upscale,
     "guidance_sweep": guidance_sweep,
 }
