@@ -421,17 +421,16 @@ def merge(out: Path) -> dict:
                 raw.setdefault((r["method"], r["omega"]), []).extend(x for x in runs if x["seed"] not in have)
             if "baselines_per_seed" in rep:
                 for name, runs in rep["baselines_per_seed"].items():
-                    kept = baselines.setdefault(name, [])
-                    for x in runs:
-                        if x["seed"] not in {k["seed"] for k in kept}:
-                            kept.append(x)
+                    baselines.setdefault(name, []).extend(runs)
             else:   # parts written before per-seed baselines were kept: their means count once
                 for name, means in rep["baselines"].items():
                     baselines.setdefault(name, []).append({"seed": -1, **means})
             seeds |= set(p["config"]["seeds"])
-        for name, runs in baselines.items():   # a legacy seed -1 mean only stands in when no seed was kept
-            if any(x["seed"] >= 0 for x in runs):
-                baselines[name] = sorted((x for x in runs if x["seed"] >= 0), key=lambda x: x["seed"])
+        for name, runs in baselines.items():   # once per seed; a legacy seed -1 mean only when no seed was kept
+            by_seed = {x["seed"]: x for x in reversed(runs)}
+            if len(by_seed) > 1:
+                by_seed.pop(-1, None)
+            baselines[name] = [by_seed[k] for k in sorted(by_seed)]
         report["datasets"][ds] = {"model": mine[0]["datasets"][ds]["model"], **summarize(ds, raw, baselines)}
     report["config"] = {**parts[0]["config"], "datasets": list(report["datasets"]), "seeds": sorted(seeds)}
     report["wall_s"] = sum(p["wall_s"] for p in parts)
