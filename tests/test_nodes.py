@@ -129,9 +129,10 @@ def test_inner_noise_follows_the_seed(run_node):
     assert torch.equal(a, b)
 
 
-def batch_vs_solo(run_node, tm, pos, neg, seed: int, node: str = "KSampler", **extra) -> list[float]:
-    """Largest |batch-of-2 output − batch-of-1 output| per sample, same seed and per-sample prompts."""
-    both, _ = ksampler(run_node, tm, node=node, seed=seed, positive=pos, negative=neg, latent=make_latent(tm, 2),
+def batch_vs_solo(run_node, tm, pos, neg, seed: int, node: str = "KSampler", **extra) -> tuple[list[float], dict]:
+    """Largest |batch-of-2 output − batch-of-1 output| per sample (same seed, per-sample prompts), and the batch
+    run's info."""
+    both, info = ksampler(run_node, tm, node=node, seed=seed, positive=pos, negative=neg, latent=make_latent(tm, 2),
                        **extra)
     diffs = []
     for i in range(2):
@@ -139,25 +140,26 @@ def batch_vs_solo(run_node, tm, pos, neg, seed: int, node: str = "KSampler", **e
                            negative=slice_cond(neg, i), latent=make_latent(tm, 1, batch_index=[i]), **extra)
         diffs.append(float((both[i:i + 1] - solo).abs().max()))
     assert not torch.allclose(both[0], both[1])
-    return diffs
+    return diffs, info
 
 
-def assert_batch_independent(run_node, tm, pos, neg, seed: int) -> None:
+def assert_batch_independent(run_node, tm, pos, neg, seed: int) -> dict:
     """Each sample of a DiffIER batch equals its batch-1 run up to the float noise plain KSampler itself shows
     between batch sizes on this CPU (batched kernels sum in another order: 0 on some machines, ~5e-4 on these
-    random-weight latents of magnitude ~400 on others). Mixing samples would differ by the values themselves."""
-    floor = max(batch_vs_solo(run_node, tm, pos, neg, seed))
-    for diff in batch_vs_solo(run_node, tm, pos, neg, seed, node="KSamplerDiffIER", **DIFFIER):
+    random-weight latents of magnitude ~400 on others). Mixing samples would differ by the values themselves.
+    Returns the DiffIER batch run's info."""
+    floor = max(batch_vs_solo(run_node, tm, pos, neg, seed)[0])
+    diffs, info = batch_vs_solo(run_node, tm, pos, neg, seed, node="KSamplerDiffIER", **DIFFIER)
+    for diff in diffs:
         assert diff <= 1e-5 + 4 * floor, (diff, floor)
+    return info
 
 
 def test_batch_of_two_prompts_equals_batch_of_one(run_node):
     tm = tiny("eps")
     pos, neg = tm.make_cond(2, seed=7), tm.make_cond(2, seed=0)
-    _, info = ksampler(run_node, tm, node="KSamplerDiffIER", seed=9, positive=pos, negative=neg,
-                       latent=make_latent(tm, 2), **DIFFIER)
+    info = assert_batch_independent(run_node, tm, pos, neg, seed=9)
     assert len(info["steps"][0]["iterations"]) == 2
-    assert_batch_independent(run_node, tm, pos, neg, seed=9)
 
 
 # -- the contract with ComfyUI ---------------------------------------------------------------------
