@@ -19,7 +19,7 @@ Environment:
     Cache root (default ``<repo>/.cache``); ComfyUI goes to ``$DIFFIER_CACHE/comfyui-0.3.75``.
 
 The provisioned tree contains no torch/torchvision/torchaudio: those (and ComfyUI's other
-requirements) come from the environment, see ``requirements-test.txt``.
+requirements) come from the environment, see ``requirements-serve.txt`` (what ``make serve`` installs).
 """
 
 from __future__ import annotations

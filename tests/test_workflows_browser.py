@@ -6,7 +6,7 @@ file is in the graph, save a screenshot (``tests/artifacts/browser/``), lower it
 in the widgets as a user would (64×64, 2 steps), queue it with the page's Run button and wait for the
 run to finish; then check the server's /history for the image and DiffIER's report.
 
-Needs Python ``playwright`` and the system Chromium (``.ci/run`` installs Debian's ``chromium``).
+Needs Python ``playwright`` and the system Chromium (the Makefile's ``chromium`` target, run by ``make test``).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_every_api_workflow_has_its_ui_twin():
 def server(tmp_path_factory):
     try:
         _frontend().chromium_path()
-    except FileNotFoundError as exc:  # CI installs it in .ci/run; a missing browser is a failure there
+    except FileNotFoundError as exc:  # `make test` installs it (its chromium target); missing is a failure
         pytest.fail(str(exc))
     work = tmp_path_factory.mktemp("comfy-browser")
     shutil.copytree(WORKFLOWS / "input", work / "input")
