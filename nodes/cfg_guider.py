@@ -30,8 +30,9 @@ class DiffIERCFGGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode, eta, threshold, start_percent, end_percent, inner_guidance=None) -> bool | str:
-        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent, inner_guidance)
+    def validate_inputs(cls, mode, inner_guidance=None) -> bool | str:
+        """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
+        return validate_diffier_inputs(mode, inner_guidance)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,

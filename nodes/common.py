@@ -13,7 +13,6 @@ from ..diffier_core import (
     DiffIERConfig,
     DiffIERError,
     DiffIERParameterError,
-    validate_window,
 )
 
 CATEGORY = "sampling/diffier"
@@ -70,31 +69,29 @@ def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any,
                          inner_guidance=inner_guidance)
 
 
-def validate_diffier_inputs(mode: Any, eta: Any, threshold: Any, start_percent: Any, end_percent: Any,
-                            inner_guidance: Any = None, **combos: tuple[Any, list[str]]) -> bool | str:
+def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, **combos: tuple[Any, list[str]]) -> bool | str:
     """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
 
-    It takes only the inputs ComfyUI's own check cannot judge: NaN passes its ``min``/``max``
-    comparisons, ``start_percent`` ≤ ``end_percent`` spans two inputs, and ComfyUI 0.3.75 does not
-    check V3 combo values (``mode``; ``combos`` maps other combo inputs to ``(value, options)``).
-    ComfyUI skips its own check for exactly these names and keeps checking every other input
-    (``max_iters``, ``steps``, ``cfg``, ...) itself. A value that arrives through a link is ``None``
-    here and is checked when the node runs instead.
+    It checks only the combo inputs, whose values ComfyUI 0.3.75 does not check for V3 nodes (``mode``,
+    ``inner_guidance``; ``combos`` maps the node's other combo inputs to ``(value, options)``). Every other
+    input is left to ComfyUI on purpose: 0.3.75 skips its own ``min``/``max`` check for each input named
+    as an argument of ``validate_inputs`` and reports a failing ``validate_inputs`` against *all* its
+    arguments, so an out-of-range ``eta`` checked here would come back attached to every argument. Left
+    to ComfyUI's schema check, ``eta = 2.0`` comes back against ``eta`` alone ("Value 2.0 bigger than max
+    of 1.0"). What ``min``/``max`` cannot catch (NaN, ``start_percent`` > ``end_percent``, a value that
+    arrives through a link) is rejected when the node runs, by :func:`build_config` and
+    ``validate_window``, with a ``DiffIERParameterError`` naming the input, the value and the range.
+
+    Args:
+        mode: the ``mode`` combo value (``None`` when linked: checked when the node runs).
+        inner_guidance: the optional ``inner_guidance`` combo value (``None`` when absent or linked).
+        **combos: further combo inputs, ``name=(value, options)``.
     """
     try:
         choices = {"mode": (mode, list(MODES)), "inner_guidance": (inner_guidance, list(INNER_GUIDANCE)), **combos}
         for name, (value, options) in choices.items():
             if value is not None and value not in options:
                 raise DiffIERParameterError(name, value, f"one of {options}")
-        if eta is not None:
-            DiffIERConfig(eta=eta)
-        if threshold is not None:
-            DiffIERConfig(threshold=threshold)
-        if start_percent is not None and end_percent is not None:
-            validate_window(start_percent, end_percent)
-        elif start_percent is not None or end_percent is not None:
-            validate_window(start_percent if start_percent is not None else 0.0,
-                            end_percent if end_percent is not None else 1.0)
     except DiffIERError as exc:
         return str(exc)
     return True

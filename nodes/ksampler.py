@@ -49,11 +49,11 @@ class KSamplerDiffIER(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, sampler_name, scheduler, mode, eta, threshold, start_percent, end_percent,
-                        inner_guidance=None) -> bool | str:
+    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None) -> bool | str:
+        """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
         import comfy.samplers
 
-        return validate_diffier_inputs(mode, eta, threshold, start_percent, end_percent, inner_guidance,
+        return validate_diffier_inputs(mode, inner_guidance,
                                        sampler_name=(sampler_name, comfy.samplers.KSampler.SAMPLERS),
                                        scheduler=(scheduler, comfy.samplers.KSampler.SCHEDULERS))
 

@@ -30,7 +30,8 @@ rc=$?
 set -e
 seconds=$(( $(date +%s) - start ))
 
-summary="$(grep -E '[0-9]+ (passed|failed|error|errors)( |,|$)' "$log" | tail -n 1 | sed -E 's/^=+ //; s/ =+$//')"
+summary="$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected|warnings?)[ ,].* in [0-9.]+s' "$log" \
+    | tail -n 1 | sed -E 's/^=+ //; s/ =+$//')"
 if [ "$rc" -eq 0 ]; then verdict=PASSED; else verdict=FAILED; fi
 echo "fresh-test: $verdict (make test exit $rc) in $((seconds / 60)) min $((seconds % 60)) s: ${summary:-no pytest summary, see the log}"
 if [ "$rc" -ne 0 ]; then

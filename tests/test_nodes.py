@@ -243,46 +243,78 @@ def test_paper_sum_reduction_wipes_the_prediction_in_comfyui(run_node, pack_modu
     assert dev["sum"] > 20 * dev["mean"], dev
 
 
-def test_validation_messages_name_the_input(comfy_nodes):
+def test_validation_messages_name_the_input(comfy_nodes, run_node):
+    """validate_inputs judges only the combos; NaN and start > end are rejected when the node runs."""
     for node_id in NODE_IDS:
-        window = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "start_percent": 0.0, "end_percent": 1.0}
+        combos = {"mode": "consistency", "inner_guidance": "cond"}
         if node_id == "KSamplerDiffIER":
-            window.update(sampler_name="euler", scheduler="normal")
+            combos.update(sampler_name="euler", scheduler="normal")
         cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-        assert cls.validate_inputs(**window) is True
-        assert "'mode'" in cls.validate_inputs(**{**window, "mode": "fast"})
+        assert cls.validate_inputs(**combos) is True
+        assert "'mode'" in cls.validate_inputs(**{**combos, "mode": "fast"})
+        assert "'inner_guidance'" in cls.validate_inputs(**{**combos, "inner_guidance": "both"})
         if node_id == "KSamplerDiffIER":
-            assert "'sampler_name'" in cls.validate_inputs(**{**window, "sampler_name": "nope"})
-        msg = cls.validate_inputs(**{**window, "eta": 2.0})
-        assert "'eta'" in msg and "2.0" in msg and "[0.0, 1.0]" in msg
-        msg = cls.validate_inputs(**{**window, "threshold": float("nan")})
-        assert "'threshold'" in msg and "nan" in msg
-        msg = cls.validate_inputs(**{**window, "start_percent": 0.8, "end_percent": 0.2})
-        assert "start_percent" in msg and "end_percent" in msg
-        assert cls.validate_inputs(**{**window, "eta": None}) is True   # linked: checked at run time
+            assert "'sampler_name'" in cls.validate_inputs(**{**combos, "sampler_name": "nope"})
+            assert "'scheduler'" in cls.validate_inputs(**{**combos, "scheduler": "nope"})
+        assert cls.validate_inputs(**{**combos, "mode": None}) is True   # linked: checked at run time
+    tm = tiny("eps")
+    for bad, needles in [({"eta": float("nan")}, ("'eta'", "nan", "[0.0, 1.0]")),
+                         ({"threshold": float("nan")}, ("'threshold'", "nan")),
+                         ({"start_percent": 0.8, "end_percent": 0.2}, ("'start_percent'", "end_percent (0.2)"))]:
+        for node_id in NODE_IDS:
+            inputs = {**DIFFIER, **bad}
+            if node_id == "DiffIERGuider":
+                call = functools.partial(run_node, node_id, model=tm.patcher, **inputs)
+            elif node_id == "DiffIERCFGGuider":
+                call = functools.partial(run_node, node_id, model=tm.patcher, positive=tm.make_cond(1, seed=1),
+                                         negative=tm.make_cond(1, seed=0), cfg=4.0, **inputs)
+            else:
+                call = functools.partial(ksampler, run_node, tm, node=node_id, **inputs)
+            with pytest.raises(ValueError) as err:
+                call()
+            assert all(n in str(err.value) for n in needles), (node_id, bad, str(err.value))
 
 
-def test_comfyui_still_range_checks_the_other_inputs(comfy_nodes, comfy_loop):
-    """validate_inputs names only what ComfyUI cannot check itself, so its own checks stay on the rest."""
+def test_an_out_of_range_value_is_reported_against_its_input_only(comfy_nodes, comfy_loop):
+    """ComfyUI's own schema check judges every numeric input, one error per bad input (issue 18).
+
+    In 0.3.75 an input named as an argument of ``validate_inputs`` is not range-checked by ComfyUI and a
+    failing ``validate_inputs`` is reported against all of its arguments, so these errors must come from
+    ComfyUI's ``min``/``max`` check: each names exactly the input it belongs to.
+    """
     import execution
 
-    tm = tiny("eps")
-    del tm  # the prompt references no model file: validation of the sampler node's own widgets is enough
     prompt = {"1": {"class_type": "KSamplerDiffIER", "inputs": {
-        "model": ["2", 0], "seed": 0, "steps": -3, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
-        "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0, **DIFFIER,
-        "max_iters": 1000, "mode": "fast"}},
+        "model": ["2", 0], "seed": 0, "steps": 20, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+        "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0, **DIFFIER}},
         "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
         "3": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["5", 0]}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "x"}}}
-    ok, errors, _ = comfy_loop.run_until_complete(execution.validate_inputs("p", prompt, "1", {}))
-    assert ok is False
-    kinds = {(e["extra_info"].get("input_name"), e["type"]) for e in errors}
-    assert ("steps", "value_smaller_than_min") in kinds
-    assert ("max_iters", "value_bigger_than_max") in kinds
-    messages = " ".join(e.get("details", "") for e in errors)
-    assert "'mode'" in messages and "'fast'" in messages          # our check: 0.3.75 skips V3 combos
+
+    def errors_of(**bad) -> list[dict]:
+        p = copy.deepcopy(prompt)
+        p["1"]["inputs"].update(bad)
+        ok, errors, _ = comfy_loop.run_until_complete(execution.validate_inputs("p", p, "1", {}))
+        assert ok is False, bad
+        return errors
+
+    cases = [({"eta": 2.0}, "eta", "value_bigger_than_max"), ({"eta": -0.1}, "eta", "value_smaller_than_min"),
+             ({"threshold": 5.0}, "threshold", "value_bigger_than_max"),
+             ({"start_percent": 1.5}, "start_percent", "value_bigger_than_max"),
+             ({"end_percent": -1.0}, "end_percent", "value_smaller_than_min"),
+             ({"max_iters": 1000}, "max_iters", "value_bigger_than_max"),
+             ({"steps": -3}, "steps", "value_smaller_than_min")]
+    for bad, name, kind in cases:
+        errors = errors_of(**bad)
+        assert [(e["extra_info"]["input_name"], e["type"]) for e in errors] == [(name, kind)], (bad, errors)
+        assert str(bad[name]) in errors[0]["message"]
+    # several bad inputs at once: one error each, nothing attached to the inputs that are fine
+    errors = errors_of(eta=2.0, steps=-3, mode="fast")
+    by_input = {e["extra_info"]["input_name"]: e for e in errors}
+    assert by_input["eta"]["type"] == "value_bigger_than_max" and by_input["steps"]["type"] == "value_smaller_than_min"
+    assert "'mode'" in by_input["mode"]["details"] and "'fast'" in by_input["mode"]["details"]  # 0.3.75 skips V3 combos
+    assert not {"threshold", "start_percent", "end_percent", "max_iters", "seed", "cfg"} & set(by_input)
 
 
 def test_unsupported_noise_convention_is_a_clear_error(pack_module):
