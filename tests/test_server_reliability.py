@@ -66,21 +66,29 @@ def server():
 
 # -- bad input through the API -----------------------------------------------------------------------
 BAD_INPUTS = [
-    ("eta", 2.0), ("eta", -0.1), ("eta", float("nan")), ("eta", "fast"),
+    ("eta", 2.0), ("eta", -0.1), ("eta", "fast"),
     ("threshold", -1e-3), ("threshold", float("inf")), ("max_iters", 1000), ("max_iters", "four"),
-    ("mode", "fast"), ("start_percent", 1.5),
+    ("mode", "fast"), ("start_percent", 1.5), ("end_percent", -0.5),
 ]
+#: combo inputs: ComfyUI 0.3.75 does not check V3 combos, the nodes' validate_inputs does, and ComfyUI reports
+#: a failing validate_inputs against each of its arguments (KSamplerDiffIER's: these three, as sent)
+COMBOS = {"sampler_name", "scheduler", "mode"}
 
 
 @pytest.mark.parametrize("name, value", BAD_INPUTS, ids=[f"{n}={v!r}" for n, v in BAD_INPUTS])
 def test_bad_input_is_a_validation_error_naming_the_input(server, name, value):
+    """Rejected at queue time; a non-combo input's error is attached to that input alone (issue 18)."""
     prompt = digits_prompt()
     prompt["5"]["inputs"][name] = value
     with pytest.raises(PromptRejected) as info:
         server.queue(prompt)
     assert info.value.status == 400
-    errors = json.dumps(info.value.body["node_errors"]["5"])
-    assert name in errors, errors
+    errors = info.value.body["node_errors"]["5"]["errors"]
+    assert name in json.dumps(errors), errors
+    named = {e["extra_info"]["input_name"] for e in errors}
+    assert named == (COMBOS if name in COMBOS else {name}), errors
+    if not isinstance(value, str):
+        assert any(str(value) in e["message"] for e in errors), errors   # "Value 2.0 bigger than max of 1.0"
     assert server.alive()
 
 
@@ -93,13 +101,21 @@ def test_fractional_int_is_truncated_by_comfyui(server):
     assert "2.00 mean iterations" in text, text
 
 
-def test_start_after_end_is_rejected_naming_both(server):
-    prompt = digits_prompt()
-    prompt["5"]["inputs"].update(start_percent=0.8, end_percent=0.2)
-    with pytest.raises(PromptRejected) as info:
-        server.queue(prompt)
-    errors = json.dumps(info.value.body["node_errors"]["5"])
-    assert "start_percent" in errors and "end_percent" in errors
+@pytest.mark.parametrize("bad, needles", [
+    ({"eta": float("nan")}, ("'eta'", "nan", "[0.0, 1.0]")),
+    ({"threshold": float("nan")}, ("'threshold'", "nan")),
+    ({"start_percent": 0.8, "end_percent": 0.2}, ("'start_percent'", "end_percent (0.2)")),
+], ids=["eta=nan", "threshold=nan", "start>end"])
+def test_what_min_max_cannot_judge_fails_when_the_node_runs(server, bad, needles):
+    """NaN passes ComfyUI's min/max comparisons and start > end spans two inputs: the node rejects them when it
+    runs, before sampling, with DiffIER's message naming the input and the allowed range."""
+    prompt = digits_prompt(seed=14, prefix="rejected_at_run")
+    prompt["5"]["inputs"].update(bad)
+    with pytest.raises(PromptFailed) as info:
+        server.run(prompt, timeout=300)
+    text = str(info.value)
+    assert "DiffIERParameterError" in text and all(n in text for n in needles), text
+    assert server.alive()
 
 
 def test_server_keeps_serving_after_bad_prompts(server):

@@ -197,20 +197,20 @@ def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server)
     (ks,) = nodes_of(good, "KSamplerDiffIER")
     guider_wf = reduce_for_ci(load_api("sd21_txt2img_guider"))
     (gd,) = nodes_of(guider_wf, "DiffIERGuider")
-    # The nodes' validate_inputs names only what ComfyUI 0.3.75 cannot check itself (eta, threshold, the
-    # window, V3 combos such as mode): those errors arrive as custom_validation_failed with DiffIER's
-    # message naming the input; ComfyUI's own min/max and type checks answer for the rest.
+    # The nodes' validate_inputs judges only V3 combos (which ComfyUI 0.3.75 does not check): those errors arrive
+    # as custom_validation_failed with DiffIER's message naming the input. ComfyUI's own min/max and type checks
+    # answer for every other input, each error attached to the one input it belongs to (issue 18).
     custom = "custom_validation_failed"
     cases = [  # (prompt, node, accepted error types, text the error must contain)
-        (_bad(good, ks, eta=2.0), ks, {"value_bigger_than_max", custom}, "'eta' must be"),
+        (_bad(good, ks, eta=2.0), ks, {"value_bigger_than_max"}, "eta"),
         (_bad(good, ks, max_iters=-1), ks, {"value_smaller_than_min"}, "max_iters"),
-        (_bad(guider_wf, gd, threshold=5.0), gd, {"value_bigger_than_max", custom}, "'threshold' must be"),
-        (_bad(good, ks, eta="lots"), ks, {"invalid_input_type", custom}, "eta"),
-        (_bad(good, ks, max_iters="four"), ks, {"invalid_input_type", custom}, "max_iters"),
+        (_bad(guider_wf, gd, threshold=5.0), gd, {"value_bigger_than_max"}, "threshold"),
+        (_bad(good, ks, eta="lots"), ks, {"invalid_input_type"}, "eta"),
+        (_bad(good, ks, max_iters="four"), ks, {"invalid_input_type"}, "max_iters"),
         (_bad(good, ks, model=["2", 0]), ks, {"return_type_mismatch"}, "model"),
         (_bad(good, ks, mode="bogus"), ks, {"value_not_in_list", custom}, "'mode' must be"),
         (_bad(guider_wf, gd, mode="bogus"), gd, {"value_not_in_list", custom}, "'mode' must be"),
-        (_bad(good, ks, start_percent=0.8, end_percent=0.2), ks, {custom}, "'start_percent' must be"),
+        (_bad(good, ks, start_percent=1.5), ks, {"value_bigger_than_max"}, "start_percent"),
     ]
     for prompt, node_id, kinds, needle in cases:
         with pytest.raises(PromptRejected) as err:
@@ -222,6 +222,8 @@ def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server)
         errors = body["node_errors"][node_id]["errors"]
         assert any(e["type"] in kinds and needle in e["details"] + e["message"] for e in errors), \
             (kinds, needle, errors)
+        if custom not in kinds:  # a schema check: the error names that one input and nothing else
+            assert {e["extra_info"]["input_name"] for e in errors} == {needle}, errors
         assert server.alive()
     # unknown node type: rejected as a whole prompt
     broken = copy.deepcopy(good)
