@@ -30,6 +30,9 @@ the rest of its batch. All arithmetic is in float32; the result is cast back to 
 Non-finite values are never spread or hidden: a sample whose input is non-finite passes through
 unchanged, and a correction that turns a finite sample non-finite is discarded for that sample;
 both are recorded in :class:`StepInfo` so the caller can warn, naming the step.
+
+The correction needs no autograd: it runs under ``torch.no_grad()`` in every grad mode the caller
+samples in (see :func:`diffier_step` for what a caller whose prediction requires grad gets back).
 """
 
 from __future__ import annotations
@@ -128,13 +131,29 @@ def _mean_square(t: torch.Tensor) -> torch.Tensor:
 
 
 def _guard_(corrected: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor):
-    """Keep the float32 ``corrected`` (overwritten) only where input and output are finite; cast back."""
+    """Keep the float32 ``corrected`` only where input and output are finite; cast back.
+
+    ``corrected`` is our own buffer and is overwritten in place; that (and ``out=``) is only legal
+    without autograd, which is why every caller runs under ``torch.no_grad()``.
+    """
     input_finite = per_sample_finite(denoised) & per_sample_finite(x)
     kept = input_finite & per_sample_finite(corrected)
     torch.where(_per_sample(kept, corrected), corrected, denoised, out=corrected)
     return corrected.to(denoised.dtype), input_finite, kept
 
 
+def _straight_through(out: torch.Tensor, denoised: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``out``'s values with ``denoised``'s autograd graph: ∂out/∂denoised = I (the correction is a constant).
+
+    This is the paper's own approximation (its update drops the network Jacobian), so a caller that
+    differentiates through sampling keeps its gradient instead of finding it cut. Where a sample was
+    not kept, ``out`` is ``denoised`` itself (so ``inf`` stays ``inf`` and is never turned into NaN).
+    """
+    keep = _per_sample(kept, out)
+    return torch.where(keep, out + (denoised - denoised.detach()), denoised)
+
+
+@torch.no_grad()
 def paper_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, noise: NoiseFn, *,
                      convention: Convention, eta: float = 0.05, threshold: float = 1e-3,
                      max_iters: int = 4, reduction: str = "mean") -> tuple[torch.Tensor, StepInfo]:
@@ -151,7 +170,8 @@ def paper_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tenso
 
     Returns:
         The corrected clean estimate (input dtype) and a :class:`StepInfo`. No host sync happens here;
-        the working set is three float32 latents (ε_cfg, the accumulated Δε, the residual).
+        the working set is three float32 latents (ε_cfg, the accumulated Δε, the residual). Runs under
+        ``torch.no_grad()`` in every grad mode: the result never carries an autograd graph.
     """
     sf = sigma.float()
     eps0 = eps_from_denoised(x.float(), denoised.float(), sf, convention)   # ε_cfg
@@ -179,6 +199,7 @@ def paper_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tenso
     return out, StepInfo("paper", iterations, loss_initial, loss_prev, 0, input_finite, kept)
 
 
+@torch.no_grad()
 def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, noise: NoiseFn,
                            evaluate: EvaluateFn, *, convention: Convention, eta: float = 0.05,
                            threshold: float = 1e-3, max_iters: int = 4) -> tuple[torch.Tensor, StepInfo]:
@@ -201,7 +222,8 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, sigma: torch
     Returns:
         The corrected clean estimate (input dtype) and a :class:`StepInfo`. Exactly one host sync,
         after the first iteration, decides whether further model evaluations are needed; later
-        iterations mask converged samples on the device without syncing.
+        iterations mask converged samples on the device without syncing. Runs under ``torch.no_grad()``
+        in every grad mode, ``evaluate`` included: the inner model calls never record a graph.
     """
     sf = sigma.float()
     x0 = denoised.float().clone() if denoised.dtype == torch.float32 else denoised.float()
@@ -255,6 +277,12 @@ def diffier_step(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, c
 
     Returns:
         ``(corrected, info)``; with the correction disabled, ``corrected`` is ``denoised`` itself.
+
+    Grad modes: the correction needs no autograd and runs under ``torch.no_grad()`` whatever mode the
+    caller samples in (``inference_mode``, ``no_grad`` or ``enable_grad``), so no graph is built for the
+    inner loop or its model evaluations. If grad is enabled and ``denoised`` requires grad, the result
+    has the corrected values and ``denoised``'s graph, with the correction treated as a constant
+    (∂corrected/∂denoised = I, the paper's dropped Jacobian).
     """
     if x.shape != denoised.shape:
         raise DiffIERParameterError("denoised", tuple(denoised.shape),
@@ -272,10 +300,14 @@ def diffier_step(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, c
         flags = per_sample_finite(denoised)
         return denoised, StepInfo(config.mode, zeros.int(), zeros, zeros, 0, flags, flags)
     if config.mode == "paper":
-        return paper_correction(x, denoised, sigma, noise, convention=convention, eta=config.eta,
-                                threshold=config.threshold, max_iters=config.max_iters,
-                                reduction=config.reduction)
-    if evaluate is None:
+        out, info = paper_correction(x, denoised, sigma, noise, convention=convention, eta=config.eta,
+                                     threshold=config.threshold, max_iters=config.max_iters,
+                                     reduction=config.reduction)
+    elif evaluate is None:
         raise DiffIERParameterError("evaluate", None, "a callable x' -> guided clean estimate in 'consistency' mode")
-    return consistency_correction(x, denoised, sigma, noise, evaluate, convention=convention, eta=config.eta,
-                                  threshold=config.threshold, max_iters=config.max_iters)
+    else:
+        out, info = consistency_correction(x, denoised, sigma, noise, evaluate, convention=convention,
+                                           eta=config.eta, threshold=config.threshold, max_iters=config.max_iters)
+    if torch.is_grad_enabled() and denoised.requires_grad:
+        out = _straight_through(out, denoised, info.kept)
+    return out, info

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..diffier_core import validate_window
+from . import comfy_adapter as adapter
+from .comfy_adapter import io
 from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
@@ -14,6 +14,7 @@ class DiffIERCFGGuider(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DiffIERCFGGuider",
+            **adapter.schema_extras(search_aliases=["DiffIER", "iterative error reduction", "guider"]),
             display_name="DiffIER CFG Guider",
             category=CATEGORY,
             description="A CFG guider whose every step is corrected by DiffIER; plug it into "
@@ -37,11 +38,6 @@ class DiffIERCFGGuider(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
                 end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
-        import comfy.samplers
-
         start, end = validate_window(start_percent, end_percent)
         patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end)
-        guider = comfy.samplers.CFGGuider(patch.apply(model))
-        guider.set_conds(positive, negative)
-        guider.set_cfg(cfg)
-        return io.NodeOutput(guider)
+        return io.NodeOutput(adapter.cfg_guider(patch.apply(model), positive, negative, cfg))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..diffier_core import validate_window
+from . import comfy_adapter as adapter
+from .comfy_adapter import io
 from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
@@ -14,6 +14,7 @@ class DiffIERGuider(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DiffIERGuider",
+            **adapter.schema_extras(search_aliases=["DiffIER", "iterative error reduction", "model patch"]),
             display_name="DiffIER Guider (model patch)",
             category=CATEGORY,
             description="Patches the model so every CFG step is corrected by DiffIER's iterative error "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from comfy_api.latest import io
-
 from ..diffier_core import validate_window
+from . import comfy_adapter as adapter
+from .comfy_adapter import io
 from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
 from .patch import DiffIERPatch
 
@@ -14,10 +14,9 @@ from .patch import DiffIERPatch
 class KSamplerDiffIER(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        import comfy.samplers
-
         return io.Schema(
             node_id="KSamplerDiffIER",
+            **adapter.schema_extras(search_aliases=["DiffIER", "iterative error reduction", "sampler"]),
             display_name="KSampler (DiffIER)",
             category=CATEGORY,
             description="KSampler with DiffIER's iterative error reduction applied to every CFG step. Same "
@@ -31,9 +30,9 @@ class KSamplerDiffIER(io.ComfyNode):
                 io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass "
                                        "and DiffIER does nothing."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                io.Combo.Input("sampler_name", options=adapter.sampler_names(),
                                tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                io.Combo.Input("scheduler", options=adapter.scheduler_names(),
                                tooltip="How noise levels are spaced over the steps."),
                 io.Conditioning.Input("positive", tooltip="What the image should contain."),
                 io.Conditioning.Input("negative", tooltip="What the image should not contain."),
@@ -61,14 +60,12 @@ class KSamplerDiffIER(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
                 inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
-        import nodes as comfy_nodes  # ComfyUI's top-level module (this pack's own is `.nodes`)
-
         start, end = validate_window(start_percent, end_percent)
         summaries: list[dict] = []
         patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end,
                              on_run_end=summaries.append)
-        (latent,) = comfy_nodes.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler,
-                                                positive, negative, latent_image, denoise=denoise)
+        latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
+                                         negative, latent_image, denoise=denoise)
         summary = summaries[-1] if summaries else {"steps_corrected": 0, "mean_iterations": 0.0,
                                                    "extra_model_evals": 0, "steps": []}
         summary = {"mode": mode, "cfg": cfg, **summary}

@@ -1,6 +1,7 @@
-"""The ComfyUI adapter: a post-CFG hook plus an outer-sample wrapper around ``diffier_core``.
+"""DiffIER in a sampling run: a post-CFG hook plus an outer-sample wrapper around ``diffier_core``.
 
-No math lives here. The hook reads the step from ComfyUI's post-CFG arguments, asks the core for the
+No math lives here, and no ComfyUI internals either: everything ComfyUI is reached through
+:mod:`.comfy_adapter`. The hook reads the step from ComfyUI's post-CFG arguments, asks the core for the
 correction, and records what it did; the wrapper opens a per-run record (seeds, σ window, noise
 convention) from the sampler's own seed and initial noise, and closes it with one log summary.
 """
@@ -25,10 +26,11 @@ from ..diffier_core import (
     resolve_steps,
     sample_seeds,
 )
+from . import comfy_adapter as adapter
 
 log = logging.getLogger("DiffIER")
 
-RUNS_KEY = "diffier_runs"
+RUNS_KEY = adapter.RUNS_KEY
 WRAPPER_KEY = "diffier"
 
 
@@ -36,8 +38,8 @@ def noise_convention(model_sampling: Any) -> str:
     """``"eps"`` or ``"flow"``, read off ``model_sampling.noise_scaling`` itself (works for every type)."""
     sigma = torch.tensor([0.5])
     ones, zeros = torch.ones(1, 1), torch.zeros(1, 1)
-    signal = float(model_sampling.noise_scaling(sigma, zeros.clone(), ones.clone()).flatten()[0])
-    noise = float(model_sampling.noise_scaling(sigma, ones.clone(), zeros.clone()).flatten()[0])
+    signal = float(adapter.noise_scaling(model_sampling, sigma, zeros.clone(), ones.clone()).flatten()[0])
+    noise = float(adapter.noise_scaling(model_sampling, sigma, ones.clone(), zeros.clone()).flatten()[0])
     if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 1.0, abs_tol=1e-6):
         return "eps"
     if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 0.5, abs_tol=1e-6):
@@ -96,30 +98,21 @@ class DiffIERPatch:
 
     def apply(self, model: Any) -> Any:
         """A clone of ``model`` with the post-CFG hook and the run wrapper; ``model`` is untouched."""
-        import comfy.patcher_extension
-
-        m = model.clone()
-        m.set_model_sampler_post_cfg_function(self.post_cfg)
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, self.outer_sample)
-        return m
+        return adapter.patch_model(model, self.post_cfg, self.outer_sample, WRAPPER_KEY)
 
     # -- per-run state ---------------------------------------------------------------------------
     def _new_run(self, model_sampling: Any, seed: int, initial_noise: torch.Tensor) -> DiffIERRun:
-        sigma_start = float(model_sampling.percent_to_sigma(self.start_percent))
-        sigma_end = float(model_sampling.percent_to_sigma(self.end_percent))
+        sigma_start = adapter.percent_to_sigma(model_sampling, self.start_percent)
+        sigma_end = adapter.percent_to_sigma(model_sampling, self.end_percent)
         return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), noise_convention(model_sampling),
                           sigma_start, sigma_end, self.start_percent <= 0.0 and self.end_percent >= 1.0)
 
     def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                      disable_pbar=False, seed=None, **kwargs):
         """``WrappersMP.OUTER_SAMPLE`` wrapper: opens the run record from the sampler's seed."""
-        guider = executor.class_obj
-        model_sampling = guider.model_patcher.get_model_object("model_sampling")
+        model_sampling, model_options = adapter.outer_sample_context(executor)
         run = self._new_run(model_sampling, 0 if seed is None else int(seed), noise)
-        transformer_options = guider.model_options.setdefault("transformer_options", {})
-        runs = dict(transformer_options.get(RUNS_KEY, {}))
-        runs[self.key] = run
-        transformer_options[RUNS_KEY] = runs
+        adapter.store_run(model_options, self.key, run)
         try:
             return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
                             **kwargs)
@@ -142,46 +135,44 @@ class DiffIERPatch:
         if self.on_run_end is not None:
             self.on_run_end(summary)
 
-    def _run_for(self, args: dict[str, Any]) -> DiffIERRun:
-        run = args["model_options"].get("transformer_options", {}).get(RUNS_KEY, {}).get(self.key)
+    def _run_for(self, step: adapter.PostCfgStep) -> DiffIERRun:
+        run = adapter.find_run(step.model_options, self.key)
         if run is not None:
             return run
         if self._fallback is None:
             log.warning("DiffIER: sampled outside ComfyUI's sampler entry point; inner-loop noise seeded with 0")
-            self._fallback = self._new_run(args["model"].model_sampling, 0, torch.zeros(1, 1))
+            self._fallback = self._new_run(adapter.model_sampling(step.model), 0, torch.zeros(1, 1))
         return self._fallback
 
     # -- the hook ----------------------------------------------------------------------------------
     def post_cfg(self, args: dict[str, Any]) -> torch.Tensor:
-        """``sampler_post_cfg_function`` hook: returns the corrected guided clean estimate."""
-        denoised = args["denoised"]
-        cond_scale = float(args["cond_scale"])
-        if math.isclose(cond_scale, 1.0) or not self.config.enabled:
-            return denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
-        run = self._run_for(args)
-        sigma = args["sigma"]
-        if not run.in_window(sigma):
-            return denoised
+        """``sampler_post_cfg_function`` hook: returns the corrected guided clean estimate.
+
+        Works in any grad mode: the correction never builds an autograd graph (see ``diffier_step``).
+        """
+        step = adapter.read_post_cfg(args)
+        if math.isclose(step.cond_scale, 1.0) or not self.config.enabled:
+            return step.denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
+        run = self._run_for(step)
+        if not run.in_window(step.sigma):
+            return step.denoised
         evaluate = None
         if self.config.mode == "consistency":
-            evaluate = _guided_evaluator(args, cond_scale, self.config.inner_guidance)
-        out, info = diffier_step(args["input"], denoised, sigma, self.config, run.noise,
+            evaluate = _guided_evaluator(step, self.config.inner_guidance)
+        out, info = diffier_step(step.x, step.denoised, step.sigma, self.config, run.noise,
                                  convention=run.convention, evaluate=evaluate)
-        run.steps.append((sigma.detach(), info))
+        run.steps.append((step.sigma.detach(), info))
         return out
 
 
-def _guided_evaluator(args: dict[str, Any], cond_scale: float, inner_guidance: str):
-    """x' ↦ D_cfg(x', σ): one batched cond+uncond pass through ComfyUI's ``calc_cond_batch``."""
-    import comfy.model_management
-    import comfy.samplers
-
-    model, sigma, model_options = args["model"], args["sigma"], args["model_options"]
-    conds = [args["cond"], None if inner_guidance == "cond" else args["uncond"]]
+def _guided_evaluator(step: adapter.PostCfgStep, inner_guidance: str):
+    """x' ↦ D(x', σ): the cond branch (``cond``) or cond+uncond CFG (``cfg``) in one ``calc_cond_batch`` pass."""
+    conds = [step.cond, None if inner_guidance == "cond" else step.uncond]
+    model, sigma, model_options, cond_scale = step.model, step.sigma, step.model_options, step.cond_scale
 
     def evaluate(x_prime: torch.Tensor) -> torch.Tensor:
-        comfy.model_management.throw_exception_if_processing_interrupted()  # /interrupt stops the inner loop too
-        cond, uncond = comfy.samplers.calc_cond_batch(model, conds, x_prime, sigma, model_options)
+        adapter.check_interrupted()  # /interrupt stops the inner loop too
+        cond, uncond = adapter.calc_cond_batch(model, conds, x_prime, sigma, model_options)
         if conds[1] is None:
             return cond
         return uncond + (cond - uncond) * cond_scale

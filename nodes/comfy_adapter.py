@@ -1,0 +1,423 @@
+"""The one place where ComfyUI-DiffIER touches ComfyUI internals (docs/COMPATIBILITY.md lists them).
+
+Every ComfyUI function, class attribute, wrapper type and args-dict key the pack relies on is a
+:class:`TouchPoint` in :data:`TOUCH_POINTS`, and the pack reaches ComfyUI only through the functions of
+this module. :func:`check_touch_points` runs once when the pack is loaded: if something moved, it logs
+ONE error naming the ComfyUI version, every missing symbol, what it is for and what to upgrade, instead
+of the pack failing at sampling time with a ``KeyError`` or ``AttributeError``. Later, a feature whose
+touch points are missing raises :class:`~diffier_core.DiffIERError` with the same information when a
+node uses it (:func:`require`); optional touch points fall back (see ``fallback``).
+
+Newer ComfyUI APIs are used where present (:func:`input_extras`, :func:`schema_extras`) and silently
+left out where not.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+import torch
+
+from ..diffier_core import DiffIERError
+
+log = logging.getLogger("DiffIER")
+
+__all__ = ["TouchPoint", "TOUCH_POINTS", "POST_CFG_KEYS", "TESTED_VERSIONS", "MINIMUM_VERSION", "SOURCE_CHECKED",
+           "comfyui_version", "check_touch_points", "missing", "require", "available", "PostCfgStep",
+           "read_post_cfg", "patch_model", "store_run", "find_run", "outer_sample_context", "model_sampling",
+           "noise_scaling", "percent_to_sigma", "calc_cond_batch", "check_interrupted", "common_ksampler",
+           "sampler_names", "scheduler_names", "cfg_guider", "input_extras", "schema_extras", "ComfyExtension",
+           "io"]
+
+#: ComfyUI versions the integration tests ran against (docs/COMPATIBILITY.md).
+TESTED_VERSIONS = ("0.3.52", "0.3.75")
+#: The oldest tested version; older ones lack parts of the V3 node API.
+MINIMUM_VERSION = TESTED_VERSIONS[0]
+#: Newest ComfyUI whose source the touch points were checked against (not run: it is not installable here).
+SOURCE_CHECKED = "0.38.1"
+
+#: Keys of the args dict ComfyUI passes to a post-CFG function (comfy.samplers.cfg_function) that DiffIER reads.
+POST_CFG_KEYS = ("denoised", "cond", "uncond", "cond_scale", "sigma", "input", "model", "model_options")
+
+#: Where the per-run records live in ``model_options`` (ComfyUI copies this dict into every step's args).
+TRANSFORMER_OPTIONS = "transformer_options"
+RUNS_KEY = "diffier_runs"
+
+# Feature names: what stops working (or falls back) when one of its touch points is missing.
+HOOK = "the DiffIER post-CFG hook (all three nodes)"
+SEED = "seeding DiffIER's inner-loop noise from the sampler's seed"
+INNER = "consistency mode's inner model evaluation"
+INTERRUPT = "stopping the inner loop on /interrupt"
+KSAMPLER = "KSampler (DiffIER)"
+GUIDER = "DiffIER CFG Guider"
+NODE_API = "registering the nodes (V3 node API)"
+DEMO = "the demo model loader nodes"
+
+#: What the pack does instead when an optional feature is missing.
+FALLBACKS = {
+    SEED: "the inner-loop noise is seeded with 0 (still reproducible, but the same for every seed)",
+    INTERRUPT: "the inner loop runs to its end after an interrupt; ComfyUI stops at the next step",
+}
+
+
+@dataclass(frozen=True)
+class TouchPoint:
+    """One thing the pack needs from ComfyUI.
+
+    Attributes:
+        module: the module to import (``nodes`` is ComfyUI's top-level ``nodes.py``).
+        attr: dotted attribute path inside the module ("" for the module itself).
+        feature: what needs it (one of the feature names of this module).
+        params: parameter names the callable must accept (checked with ``inspect.signature``).
+        literals: names its source must contain, quoted (args-dict keys ComfyUI builds there) or as
+            ``self.<name>`` (instance attributes set there).
+    """
+
+    module: str
+    attr: str
+    feature: str
+    params: tuple[str, ...] = ()
+    literals: tuple[str, ...] = ()
+
+    @property
+    def symbol(self) -> str:
+        """The dotted name, e.g. ``comfy.samplers.calc_cond_batch``."""
+        return f"{self.module}.{self.attr}" if self.attr else self.module
+
+    @property
+    def required(self) -> bool:
+        """False where the pack falls back (see ``FALLBACKS``)."""
+        return self.feature not in FALLBACKS
+
+
+_IO_NAMES = ("ComfyNode", "Schema", "NodeOutput", "Model", "Conditioning", "Latent", "Guider", "String", "Int",
+             "Float", "Combo", "Image", "Boolean")
+
+TOUCH_POINTS: tuple[TouchPoint, ...] = (
+    TouchPoint("comfy.model_patcher", "ModelPatcher.clone", HOOK),
+    TouchPoint("comfy.model_patcher", "ModelPatcher.set_model_sampler_post_cfg_function", HOOK,
+               params=("post_cfg_function",)),
+    TouchPoint("comfy.model_patcher", "ModelPatcher.get_model_object", HOOK, params=("name",)),
+    TouchPoint("comfy.samplers", "cfg_function", HOOK, literals=("sampler_post_cfg_function", *POST_CFG_KEYS)),
+    TouchPoint("comfy.model_base", "BaseModel.__init__", HOOK, literals=("model_sampling",)),
+    TouchPoint("comfy.model_sampling", "EPS.noise_scaling", HOOK, params=("sigma", "noise", "latent_image")),
+    TouchPoint("comfy.model_sampling", "CONST.noise_scaling", HOOK, params=("sigma", "noise", "latent_image")),
+    TouchPoint("comfy.model_sampling", "ModelSamplingDiscrete.percent_to_sigma", HOOK, params=("percent",)),
+    TouchPoint("comfy.model_patcher", "ModelPatcher.add_wrapper_with_key", SEED, params=("wrapper_type", "key")),
+    TouchPoint("comfy.patcher_extension", "WrappersMP.OUTER_SAMPLE", SEED),
+    TouchPoint("comfy.patcher_extension", "WrapperExecutor.__init__", SEED, literals=("class_obj",)),
+    TouchPoint("comfy.samplers", "CFGGuider.outer_sample", SEED,
+               params=("noise", "latent_image", "sampler", "sigmas", "denoise_mask", "callback", "disable_pbar",
+                       "seed")),
+    TouchPoint("comfy.samplers", "CFGGuider.__init__", SEED, literals=("model_patcher", "model_options")),
+    TouchPoint("comfy.samplers", "calc_cond_batch", INNER,
+               params=("model", "conds", "x_in", "timestep", "model_options")),
+    TouchPoint("comfy.model_management", "throw_exception_if_processing_interrupted", INTERRUPT),
+    TouchPoint("comfy.samplers", "KSampler.SAMPLERS", KSAMPLER),
+    TouchPoint("comfy.samplers", "KSampler.SCHEDULERS", KSAMPLER),
+    TouchPoint("nodes", "common_ksampler", KSAMPLER,
+               params=("model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive", "negative",
+                       "latent", "denoise")),
+    TouchPoint("comfy.samplers", "CFGGuider.set_conds", GUIDER, params=("positive", "negative")),
+    TouchPoint("comfy.samplers", "CFGGuider.set_cfg", GUIDER, params=("cfg",)),
+    TouchPoint("comfy_api.latest", "ComfyExtension", NODE_API),
+    *(TouchPoint("comfy_api.latest", f"io.{name}", NODE_API) for name in _IO_NAMES),
+    TouchPoint("comfy.model_base", "BaseModel", DEMO),
+    TouchPoint("comfy.supported_models_base", "BASE", DEMO),
+    TouchPoint("comfy.latent_formats", "LatentFormat", DEMO),
+    TouchPoint("comfy.ops", "disable_weight_init", DEMO),
+    TouchPoint("comfy.utils", "load_torch_file", DEMO),
+    TouchPoint("comfy.model_patcher", "ModelPatcher", DEMO),
+    TouchPoint("comfy.model_management", "get_torch_device", DEMO),
+    TouchPoint("comfy.model_management", "unet_offload_device", DEMO),
+)
+
+
+# -- the load-time check ---------------------------------------------------------------------------
+def comfyui_version() -> str:
+    """``__version__`` of ComfyUI's ``comfyui_version.py``, or ``"unknown"`` where there is none."""
+    try:
+        return str(importlib.import_module("comfyui_version").__version__)
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return None
+
+
+def _resolve(point: TouchPoint) -> tuple[Any, str | None]:
+    """``(object, None)``, or ``(None, why it is missing)``."""
+    try:
+        obj: Any = importlib.import_module(point.module)
+    except ImportError as exc:
+        return None, f"module {point.module} cannot be imported ({exc})"
+    path = point.module
+    for part in point.attr.split(".") if point.attr else ():
+        path = f"{path}.{part}"
+        if not hasattr(obj, part):
+            return None, f"{path} is missing"
+        obj = getattr(obj, part)
+    return obj, None
+
+
+def _signature_problem(point: TouchPoint, obj: Any) -> str | None:
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return None  # not introspectable (a builtin): nothing to check
+    absent = [name for name in point.params if name not in parameters]
+    return f"{point.symbol} no longer takes {absent}" if absent else None
+
+
+def _source_problem(point: TouchPoint, obj: Any) -> str | None:
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None  # no source to read (compiled install): the runtime checks still apply
+    absent = [key for key in point.literals
+              if f'"{key}"' not in source and f"'{key}'" not in source and f"self.{key}" not in source]
+    return f"{point.symbol} no longer uses {absent}" if absent else None
+
+
+def _problem(point: TouchPoint) -> str | None:
+    obj, why = _resolve(point)
+    if why is not None:
+        return why
+    if point.params:
+        why = _signature_problem(point, obj)
+    if why is None and point.literals:
+        why = _source_problem(point, obj)
+    return why
+
+
+def _advice(version: str) -> str:
+    found, oldest = _version_tuple(version), _version_tuple(MINIMUM_VERSION)
+    if found is not None and oldest is not None and found < oldest:
+        return f"update ComfyUI to {MINIMUM_VERSION} or newer"
+    return (f"update ComfyUI-DiffIER (checked against ComfyUI {', '.join(TESTED_VERSIONS)} and the source of "
+            f"{SOURCE_CHECKED}); if this ComfyUI is a release and no DiffIER update helps, report this message")
+
+
+def _message(version: str, problems: Mapping[str, list[str]]) -> str:
+    parts = []
+    for feature, why in problems.items():
+        consequence = FALLBACKS.get(feature, "unavailable")
+        parts.append(f"{'; '.join(why)} (needed for {feature}: {consequence})")
+    return (f"DiffIER: ComfyUI {version} does not provide what this pack needs: {' | '.join(parts)}. "
+            f"What to do: {_advice(version)}.")
+
+
+_status: dict[str, list[str]] = {}
+
+
+def check_touch_points(points: Iterable[TouchPoint] = TOUCH_POINTS) -> dict[str, list[str]]:
+    """Check every touch point; log one error if any is missing. Returns ``{feature: [problem, ...]}``.
+
+    Args:
+        points: the touch points to check (default: all of them).
+    """
+    problems: dict[str, list[str]] = {}
+    for point in points:
+        why = _problem(point)
+        if why is not None:
+            problems.setdefault(point.feature, []).append(why)
+    _status.clear()
+    _status.update(problems)
+    if problems:
+        log.error(_message(comfyui_version(), problems))
+    return problems
+
+
+def missing(feature: str) -> list[str]:
+    """What is missing for ``feature`` (as found by the last :func:`check_touch_points`)."""
+    return list(_status.get(feature, []))
+
+
+def available(feature: str) -> bool:
+    """Whether every touch point of ``feature`` was found."""
+    return not _status.get(feature)
+
+
+def require(feature: str) -> None:
+    """Raise a clear :class:`DiffIERError` if ``feature``'s touch points are missing in this ComfyUI."""
+    if _status.get(feature):
+        raise DiffIERError(_message(comfyui_version(), {feature: _status[feature]}))
+
+
+# -- the node API (V3) ---------------------------------------------------------------------------
+try:
+    from comfy_api.latest import ComfyExtension, io
+except ImportError as _exc:  # ComfyUI too old for V3 nodes: say so once, clearly, then fail the import
+    log.error(_message(comfyui_version(), {NODE_API: [f"module comfy_api.latest cannot be imported ({_exc})"]}))
+    raise DiffIERError(f"DiffIER needs ComfyUI's V3 node API (comfy_api.latest, ComfyUI {MINIMUM_VERSION} or "
+                       f"newer); found ComfyUI {comfyui_version()}") from _exc
+
+
+@functools.cache
+def _accepted(cls: type) -> frozenset[str]:
+    if is_dataclass(cls):
+        return frozenset(f.name for f in fields(cls))
+    try:
+        return frozenset(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+def input_extras(input_cls: type, **options: Any) -> dict[str, Any]:
+    """The ``options`` that this ComfyUI's ``input_cls`` accepts (e.g. ``advanced=True``, new in later 0.3.x).
+
+    Args:
+        input_cls: an ``io.<Type>.Input`` class.
+        options: keyword arguments of newer ComfyUI versions.
+    """
+    return {k: v for k, v in options.items() if k in _accepted(input_cls)}
+
+
+def schema_extras(**options: Any) -> dict[str, Any]:
+    """The ``options`` that this ComfyUI's ``io.Schema`` has (e.g. ``search_aliases``, newer than 0.3.75)."""
+    return {k: v for k, v in options.items() if k in _accepted(io.Schema)}
+
+
+# -- sampling -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PostCfgStep:
+    """What DiffIER reads from ComfyUI's post-CFG args dict (keys: :data:`POST_CFG_KEYS`)."""
+
+    denoised: torch.Tensor
+    x: torch.Tensor
+    sigma: torch.Tensor
+    cond_scale: float
+    model: Any
+    model_options: dict
+    cond: Any
+    uncond: Any
+
+
+def read_post_cfg(args: Mapping[str, Any]) -> PostCfgStep:
+    """The step's values from ComfyUI's post-CFG args, or a clear error naming the missing keys and the version."""
+    absent = [key for key in POST_CFG_KEYS if key not in args]
+    if absent:
+        raise DiffIERError(_message(comfyui_version(), {HOOK: [f"comfy.samplers.cfg_function no longer passes "
+                                                               f"{absent} to post-CFG functions"]}))
+    return PostCfgStep(args["denoised"], args["input"], args["sigma"], float(args["cond_scale"]), args["model"],
+                       args["model_options"], args["cond"], args["uncond"])
+
+
+def patch_model(model: Any, post_cfg: Callable, outer_sample: Callable, key: str) -> Any:
+    """A clone of ``model`` with ``post_cfg`` as post-CFG hook and ``outer_sample`` as outer-sample wrapper.
+
+    Args:
+        model: the user's ModelPatcher (never changed).
+        post_cfg: ``fn(args) -> denoised``, appended to ComfyUI's post-CFG list.
+        outer_sample: a ``WrappersMP.OUTER_SAMPLE`` wrapper; left out (with the seed fallback) where missing.
+        key: the wrapper's key.
+    """
+    require(HOOK)
+    m = model.clone()
+    m.set_model_sampler_post_cfg_function(post_cfg)
+    if available(SEED):
+        import comfy.patcher_extension
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, outer_sample)
+    return m
+
+
+def outer_sample_context(executor: Any) -> tuple[Any, dict]:
+    """``(model_sampling, model_options)`` of the guider an outer-sample wrapper runs in."""
+    guider = executor.class_obj
+    return guider.model_patcher.get_model_object("model_sampling"), guider.model_options
+
+
+def store_run(model_options: dict, key: str, run: Any) -> None:
+    """Put ``run`` where every step's post-CFG args will find it (a fresh dict: options may be shared)."""
+    transformer_options = model_options.setdefault(TRANSFORMER_OPTIONS, {})
+    runs = dict(transformer_options.get(RUNS_KEY, {}))
+    runs[key] = run
+    transformer_options[RUNS_KEY] = runs
+
+
+def find_run(model_options: Mapping[str, Any], key: str) -> Any | None:
+    """The run stored by :func:`store_run` under ``key``, if any."""
+    return model_options.get(TRANSFORMER_OPTIONS, {}).get(RUNS_KEY, {}).get(key)
+
+
+def model_sampling(model: Any) -> Any:
+    """``model_sampling`` of the BaseModel in the post-CFG args."""
+    return model.model_sampling
+
+
+def noise_scaling(sampling: Any, sigma: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """``model_sampling.noise_scaling(σ, noise, latent)``: the model's own x_σ for (x₀, ε)."""
+    return sampling.noise_scaling(sigma, noise, latent)
+
+
+def percent_to_sigma(sampling: Any, percent: float) -> float:
+    """σ at sampling progress ``percent`` (0 = start)."""
+    return float(sampling.percent_to_sigma(percent))
+
+
+def calc_cond_batch(model: Any, conds: list, x: torch.Tensor, sigma: torch.Tensor, model_options: dict) -> list:
+    """ComfyUI's batched cond/uncond model evaluation (``comfy.samplers.calc_cond_batch``)."""
+    require(INNER)
+    import comfy.samplers
+
+    return comfy.samplers.calc_cond_batch(model, conds, x, sigma, model_options)
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed cancel (no-op where the function is missing)."""
+    if available(INTERRUPT):
+        import comfy.model_management
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def common_ksampler(model: Any, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+                    positive: Any, negative: Any, latent: dict, denoise: float) -> dict:
+    """The LATENT that ComfyUI's own KSampler path (``nodes.common_ksampler``) returns."""
+    require(KSAMPLER)
+    import nodes as comfy_nodes  # ComfyUI's top-level module (this pack's own package is `.nodes`)
+
+    (out,) = comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                         latent, denoise=denoise)
+    return out
+
+
+def sampler_names() -> list[str]:
+    """``comfy.samplers.KSampler.SAMPLERS`` of this ComfyUI."""
+    require(KSAMPLER)
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def scheduler_names() -> list[str]:
+    """``comfy.samplers.KSampler.SCHEDULERS`` of this ComfyUI."""
+    require(KSAMPLER)
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def cfg_guider(model: Any, positive: Any, negative: Any, cfg: float) -> Any:
+    """A ``comfy.samplers.CFGGuider`` for ``model`` with the conds and CFG scale set."""
+    require(GUIDER)
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return guider
+
+
+check_touch_points()
