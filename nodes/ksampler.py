@@ -66,6 +66,7 @@ class KSamplerDiffIER(io.ComfyNode):
                              on_run_end=summaries.append)
         latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
                                          negative, latent_image, denoise=denoise)
+        patch.finish_fallback()  # only where this ComfyUI has no outer-sample wrapper (see comfy_adapter)
         summary = summaries[-1] if summaries else {"steps_corrected": 0, "mean_iterations": 0.0,
                                                    "extra_model_evals": 0, "steps": []}
         summary = {"mode": mode, "cfg": cfg, **summary}

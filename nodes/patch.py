@@ -135,6 +135,12 @@ class DiffIERPatch:
         if self.on_run_end is not None:
             self.on_run_end(summary)
 
+    def finish_fallback(self) -> None:
+        """Close the run opened without ComfyUI's outer-sample wrapper, if any (logs and reports its summary)."""
+        run, self._fallback = self._fallback, None
+        if run is not None:
+            self._finish(run)
+
     def _run_for(self, step: adapter.PostCfgStep) -> DiffIERRun:
         run = adapter.find_run(step.model_options, self.key)
         if run is not None:
