@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 log = logging.getLogger("diffier.tests.server")
 
-__all__ = ["ComfyServer", "PromptRejected", "PromptFailed", "RunResult", "free_port"]
+__all__ = ["ComfyServer", "PromptRejected", "PromptFailed", "RunResult", "free_port", "start_all"]
 
 
 class PromptRejected(Exception):
@@ -93,6 +93,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_all(servers: list[ComfyServer], timeout: float = 240.0) -> list[ComfyServer]:
+    """Launch several servers at once from this thread and wait until all answer (stops them all on failure)."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready(timeout)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
 class ComfyServer:
     """One ComfyUI server process. Use as a context manager, or call ``start()`` / ``stop()``.
 
@@ -140,6 +154,12 @@ class ComfyServer:
                 "--disable-api-nodes", *self.extra_args]
 
     def start(self, timeout: float = 240.0) -> ComfyServer:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> ComfyServer:
+        """Spawn the server process without waiting for it (``wait_ready`` waits). The server dies with the
+        *thread* that launched it (PR_SET_PDEATHSIG), so launch long-lived servers from the main thread."""
         for d in (self.models_dir, self.input_dir, self.output_dir, self.temp_dir, self.user_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +169,10 @@ class ComfyServer:
         self.proc = subprocess.Popen(self.command(), cwd=str(REPO_ROOT), stdout=self._log_fh,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        return self
+
+    def wait_ready(self, timeout: float = 240.0) -> ComfyServer:
+        """Wait until a launched server answers ``/system_stats`` (raises with its log if it exits or stalls)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -179,6 +203,13 @@ class ComfyServer:
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group at once (a crash: no shutdown, no answer on open connections)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
     def close(self) -> None:
         self.stop()

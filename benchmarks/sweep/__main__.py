@@ -1,0 +1,7 @@
+"""``python -m benchmarks.sweep``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
