@@ -204,7 +204,8 @@ class KnownScoreBed:
         n, k = s.samples, s.num_classes
         res = self.h.sample(self.bed.models[group], spec.method(), positive=self.KS.CM.positive(self.labels, k),
                             negative=self.KS.CM.negative(n, k), latent=self.KS.CM.latent(n, s.latent_shape),
-                            seed=seed, steps=steps, cfg=omega, sampler=s.sampler, scheduler=s.scheduler)
+                            seed=seed, steps=steps, cfg=omega, sampler=getattr(spec, "sampler", None) or s.sampler,
+                            scheduler=s.scheduler)
         x = res.samples.reshape(n, -1).double()
         finite = torch.isfinite(x).all(dim=1)
         x = torch.where(finite.unsqueeze(1), x, torch.full_like(x, 1e6))   # a diverged sample scores terribly
@@ -288,7 +289,8 @@ class DigitsBed:
         b = self.bench
         latent = b.dm.digits_empty_latent(self.labels.numel())
         res = self.h.sample(b.model, spec.method(), positive=b.positive, negative=b.negative, latent=latent,
-                            seed=seed, steps=steps, cfg=omega, sampler="euler", scheduler=self.cfgd.scheduler)
+                            seed=seed, steps=steps, cfg=omega, sampler=getattr(spec, "sampler", None) or "euler",
+                            scheduler=self.cfgd.scheduler)
         finite = torch.isfinite(res.samples).reshape(res.samples.shape[0], -1).all(dim=1)
         images = b.dm.digits_to_unit(torch.nan_to_num(res.samples, nan=0.0, posinf=1.0, neginf=-1.0))
         feats, probs = b.scorer.classifier.embed(images)

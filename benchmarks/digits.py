@@ -211,12 +211,13 @@ def all_jobs(cfg: RunConfig) -> list[tuple[Method, float, str]]:
 
 
 class DigitsBench:
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, share: DigitsBench | None = None) -> None:
+        """Args: config: the run; share: a bench whose harness, model and scorer to reuse (another sample count)."""
         self.config = config
-        self.h = Harness()
+        self.h = share.h if share else Harness()
         self.dm = self.h.pack.nodes.demo_models
-        (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=MODEL_NAME)
-        self.scorer = Scorer()
+        (self.model,) = (share.model,) if share else self.h.run_node("DiffIERDemoModelLoader", model_name=MODEL_NAME)
+        self.scorer = share.scorer if share else Scorer()
         self.labels = torch.arange(10).repeat_interleave(config.per_class)
         inner = self.model.model
         self.positive = self.dm.digits_conditioning(inner, self.labels.tolist())
