@@ -182,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
         raise SetupError(str(exc)) from exc
     points = graph.sweep_points(workflow, args.sampler, args.prompt_input, args.seed_input,
                                 need_prompt=prompts != [None], need_seed=seeds != [None], cfg_input=args.cfg_input)
+    for node_id in graph.upstream_patches(workflow, points, ("DiffIERGuider",)):
+        log.warning("the workflow already has a DiffIERGuider (node %s) before the sampler: it stays in every column, "
+                    "cfg included; remove it from the workflow for a clean comparison", node_id)
     reference = report.load_reference(args.reference) if args.reference else None
     jobs = make_jobs(workflow, points, methods, omegas, prompts, seeds)
     store = JobStore(args.out)

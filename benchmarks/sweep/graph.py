@@ -223,6 +223,19 @@ def sweep_points(workflow: dict[str, dict], sampler_id: str | None = None, promp
     return SweepPoints(sampler, kind, cfg, prompt, seed)
 
 
+def upstream_patches(workflow: dict[str, dict], points: SweepPoints, class_types: tuple[str, ...]) -> list[str]:
+    """Ids of nodes of ``class_types`` on the sampler's model path (followed through every ``model`` input)."""
+    found, seen = [], set()
+    link = workflow[points.sampler]["inputs"].get(points.kind.model)
+    while is_link(link) and str(link[0]) in workflow and str(link[0]) not in seen:
+        node_id = str(link[0])
+        seen.add(node_id)
+        if workflow[node_id]["class_type"] in class_types:
+            found.append(node_id)
+        link = workflow[node_id]["inputs"].get("model")
+    return found
+
+
 def build_job_workflow(workflow: dict[str, dict], points: SweepPoints, method: Method, omega: float,
                        prompt: str | None, seed: int | None) -> dict[str, dict]:
     """A copy of the workflow with the method's chain inserted and ω, prompt and seed set.

@@ -19,6 +19,7 @@ from .runner import Job, JobStore
 
 log = logging.getLogger("DiffIER.sweep")
 
+PSNR_CAP = 100.0  # identical images (PSNR = inf) are written as 100 dB: JSON has no infinity
 REF_KEY = re.compile(r"^(p\d+_s(?:\d+|x)_\d+)")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PLOTTED = (("clipped_fraction", "clipped-pixel fraction"), ("mean_saturation", "mean saturation"),
@@ -33,7 +34,8 @@ NOTES = {
     "wall_s_per_image": "client wall time from POST /prompt to the last image downloaded, divided by the job's "
                         "images (includes queue wait)",
     "exec_s_per_image": "the server's own execution_start to execution_success time, divided by the job's images",
-    "psnr": "PSNR in dB against the reference image with the same key (p<prompt>_s<seed>_<batch index>)",
+    "psnr": "PSNR in dB against the reference image with the same key (p<prompt>_s<seed>_<batch index>); "
+            "identical images are written as 100",
     "ssim": "SSIM (Gaussian window 11, sigma 1.5, per channel) against the same reference image",
     "fd": f"Frechet distance of 4x4 RGB thumbnails (48 pixel statistics, NOT Inception FID) between a cell's images "
           f"and all reference images; only with >= {metrics.FD_MIN_IMAGES} images on each side",
@@ -84,7 +86,7 @@ def collect(jobs: list[Job], store: JobStore, reference: dict[str, np.ndarray] |
             arr = load_rgb(store.root / img["path"])
             if reference is not None and entry["key"] in reference:
                 try:
-                    entry["psnr"] = metrics.psnr(arr, reference[entry["key"]])
+                    entry["psnr"] = min(metrics.psnr(arr, reference[entry["key"]]), PSNR_CAP)
                     entry["ssim"] = metrics.ssim(arr, reference[entry["key"]])
                 except ValueError as exc:
                     log.warning("reference %s: %s", entry["key"], exc)
