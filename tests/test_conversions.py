@@ -2,23 +2,40 @@
 
 import pytest
 import torch
+from float_bounds import assert_f32_close, f32_bound, max_abs
 from pack_loader import import_core
 
 core = import_core()
 
 
+OTHER = {"eps": "flow", "flow": "eps"}
+
+
 @pytest.mark.parametrize("convention", ["eps", "flow"])
 def test_round_trip_eps_denoised(convention):
+    """x = a·x₀ + σε, then ε and x₀ back from x: equal up to float32 rounding, on any CPU.
+
+    Bound (tests/float_bounds.py): each way is at most 4 rounded operations (a·x₀ + σε; then x − a·x₀ or
+    x − σε, and one division) on values up to ``scale = max|x₀|, |ε|, |x|``; the division by σ (ε back) or
+    by a = 1 − σ (x₀ back, flow) amplifies the error by 1 / min(σ, a) = 10 here, so
+    ``bound = 8 · eps_f32 · scale · 10`` ≈ 4e-5. Reading x with the other convention (the bug this guards
+    against) misses by about |x₀| ≈ 1 or more, > 1e3 bounds (asserted).
+    """
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(3, 4, 5, 5, generator=g)
     eps = torch.randn(3, 4, 5, 5, generator=g)
     sigma = torch.tensor([0.1, 0.5, 0.9])
     x = core.renoise(x0, eps, sigma, convention)
-    torch.testing.assert_close(core.eps_from_denoised(x, x0, sigma, convention), eps, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(core.denoised_from_eps(x, eps, sigma, convention), x0, rtol=1e-5, atol=1e-5)
+    amplification = 1.0 / float(torch.minimum(sigma, 1 - sigma).min()) if convention == "flow" else 1.0 / 0.1
+    bound = f32_bound(max_abs(x0, eps, x), ops=8, amplification=amplification)
+    assert_f32_close(core.eps_from_denoised(x, x0, sigma, convention), eps, bound,
+                     wrong=core.eps_from_denoised(x, x0, sigma, OTHER[convention]))
+    assert_f32_close(core.denoised_from_eps(x, eps, sigma, convention), x0, bound,
+                     wrong=core.denoised_from_eps(x, eps, sigma, OTHER[convention]))
 
 
 def test_golden_values():
+    """Binary fractions (2, −1, 0.25, 0.75): every operation is exact, so these hold bit for bit on any CPU."""
     x0, eps, sigma = torch.full((1, 1), 2.0), torch.full((1, 1), -1.0), torch.tensor([0.25])
     assert core.renoise(x0, eps, sigma, "eps").item() == pytest.approx(2.0 - 0.25)       # x0 + σε
     assert core.renoise(x0, eps, sigma, "flow").item() == pytest.approx(0.75 * 2.0 - 0.25)  # (1−σ)x0 + σε
@@ -29,13 +46,22 @@ def test_golden_values():
 
 @pytest.mark.parametrize("convention", ["eps", "flow"])
 def test_denoised_delta_matches_finite_difference(convention):
+    """Δx̂₀ from Δε equals the difference of two conversions, up to float32 rounding, on any CPU.
+
+    Bound: each conversion is 3 rounded operations on values up to ``scale`` (x, ε, ε + Δε and the results),
+    the subtraction of the two results one more, and the flow division by 1 − σ amplifies by 1 / 0.3; so
+    ``bound = 8 · eps_f32 · scale · amplification``. The other convention's factor (the bug) misses by
+    about |Δε|, > 1e3 bounds (asserted).
+    """
     g = torch.Generator().manual_seed(1)
     x, eps, d_eps = (torch.randn(2, 3, 4, generator=g) for _ in range(3))
     sigma = torch.tensor([0.3, 0.7])
     before = core.denoised_from_eps(x, eps, sigma, convention)
     after = core.denoised_from_eps(x, eps + d_eps, sigma, convention)
-    torch.testing.assert_close(core.denoised_delta_from_eps_delta(d_eps, sigma, convention), after - before,
-                               rtol=1e-5, atol=1e-5)
+    amplification = 1.0 / float((1 - sigma).min()) if convention == "flow" else 1.0
+    bound = f32_bound(max_abs(x, eps, eps + d_eps, before, after), ops=8, amplification=amplification)
+    assert_f32_close(core.denoised_delta_from_eps_delta(d_eps, sigma, convention), after - before, bound,
+                     wrong=core.denoised_delta_from_eps_delta(d_eps, sigma, OTHER[convention]))
 
 
 def test_flow_degenerate_sigma_one_gives_zero_delta():

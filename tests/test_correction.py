@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from float_bounds import assert_f32_close, f32_bound, max_abs
 from pack_loader import import_core
 
 core = import_core()
@@ -23,15 +24,26 @@ def data(shape=(2, 4, 8, 8), seed=0):
 
 # -- paper mode ------------------------------------------------------------------------------------
 def test_paper_mean_one_step_golden():
+    """One step of the printed Algorithm 1 (mean loss) against its closed form, on any CPU.
+
+    Bound (tests/float_bounds.py): ε from x̂₀ (2 operations), the step (4), x̂₀ back (2): 8 roundings on values up
+    to ``scale = max|x|, |x̂₀|, |ε|, |n|`` → ``8 · eps_f32 · scale``. The loss is a mean of 6 squares: 6 + 3
+    roundings on values up to max (ε − n)². The printed ``+`` sign (the bug) misses by 2·0.5·2η|ε − n|/6, > 1e3
+    bounds.
+    """
     x, d = data((1, 2, 3))
     sigma = torch.tensor([0.5])
     n = torch.randn(1, 2, 3, generator=torch.Generator().manual_seed(5))
     out, info = core.paper_correction(x, d, sigma, fixed_noise(n), convention="eps", eta=0.05, max_iters=1)
     eps = (x - d) / 0.5
     eps_new = eps - 2 * 0.05 * (eps - n) / 6          # ε_cfg − η ∇ mean((ε_cfg − ε)²)
-    torch.testing.assert_close(out, x - 0.5 * eps_new, rtol=1e-5, atol=1e-6)
+    plus_sign = eps + 2 * 0.05 * (eps - n) / 6
+    assert_f32_close(out, x - 0.5 * eps_new, f32_bound(max_abs(x, d, eps, n, eps_new), ops=8),
+                     wrong=x - 0.5 * plus_sign)
     assert info.iterations.tolist() == [1]
-    torch.testing.assert_close(info.loss_initial, ((eps - n) ** 2).mean().reshape(1))
+    loss = ((eps - n) ** 2).mean().reshape(1)
+    assert_f32_close(info.loss_initial, loss, f32_bound(max_abs((eps - n) ** 2), ops=9),
+                     wrong=((eps - n) ** 2).sum().reshape(1))   # the sum reduction
 
 
 def test_paper_sum_reduction_wipes_the_prediction():
@@ -66,12 +78,20 @@ def test_paper_flow_at_sigma_one_leaves_estimate():
 
 # -- consistency mode ------------------------------------------------------------------------------
 def test_consistency_golden_fixed_target():
-    """With D_cfg(x') ≡ T, x̂₀ ← x̂₀ + 2η(T − x̂₀) gives T + (1 − 2η)^k (x̂₀ − T)."""
+    """With D_cfg(x') ≡ T, x̂₀ ← x̂₀ + 2η(T − x̂₀) gives T + (1 − 2η)^k (x̂₀ − T).
+
+    Bound (tests/float_bounds.py): 3 iterations of 3 rounded operations each, plus the ε ↔ x̂₀ conversions
+    around them (4 per iteration, the division by σ = 0.8 amplifying by 1.25): 30 roundings on values up to
+    ``scale = max|x|, |x̂₀|, |T|`` → ``30 · eps_f32 · scale · 1.25``. One iteration too few or too many (the
+    bug) misses by 0.1 · 0.9^2 |x̂₀ − T|, > 1e3 bounds.
+    """
     x, d = data((1, 2, 4, 4))
     target = torch.full_like(d, 0.3)
     out, info = core.consistency_correction(x, d, torch.tensor([0.8]), seeded(1), lambda xp: target,
                                             convention="eps", eta=0.05, threshold=0.0, max_iters=3)
-    torch.testing.assert_close(out, target + 0.9**3 * (d - target), rtol=1e-5, atol=1e-6)
+    assert_f32_close(out, target + 0.9**3 * (d - target), f32_bound(max_abs(x, d, target), ops=30,
+                                                                     amplification=1.25),
+                     wrong=target + 0.9**2 * (d - target))
     assert info.model_evals == 3 and info.iterations.tolist() == [3]
 
 
@@ -94,16 +114,25 @@ def test_consistency_loss_is_training_loss_of_ideal_denoiser(convention):
 
 
 def test_consistency_samples_independent_of_batch():
+    """Each sample of a batch equals its batch-1 run, up to float32 rounding, on any CPU.
+
+    Bound (tests/float_bounds.py): per element, 4 iterations of at most 10 rounded operations (re-noise,
+    conversions, the step) on values up to ``scale = max|x|, |x̂₀|, |T|`` divided by σ = 0.5 (amplification 2):
+    ``40 · eps_f32 · scale · 2``. Per-sample reductions (the rms for convergence) may add in another order in a
+    batch, but only decide when to stop, and both samples are far from the threshold (1 and 4 iterations).
+    The other sample's result (sample mixing) misses by > 1e3 bounds.
+    """
     x, d = data((2, 2, 6, 6), seed=4)
     target = torch.stack([d[0], torch.zeros_like(d[1])])  # sample 0 already consistent, sample 1 not
     sigma = torch.tensor([0.5, 0.5])
     out, info = core.consistency_correction(x, d, sigma, core.PerSampleNoise([10, 11]), lambda xp: target,
                                             convention="eps", max_iters=4)
     assert info.iterations.tolist() == [1, 4]
+    bound = f32_bound(max_abs(x, d, target), ops=40, amplification=2.0)
     for i, s in enumerate([10, 11]):
         solo, _ = core.consistency_correction(x[i:i + 1], d[i:i + 1], sigma[i:i + 1], core.PerSampleNoise([s]),
                                               lambda xp, i=i: target[i:i + 1], convention="eps", max_iters=4)
-        torch.testing.assert_close(out[i:i + 1], solo)
+        assert_f32_close(out[i:i + 1], solo, bound, wrong=out[1 - i:2 - i])
 
 
 def test_consistency_flow_at_sigma_one_is_finite():

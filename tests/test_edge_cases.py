@@ -1,4 +1,9 @@
-"""Issue 6, in-process part: bad input, faults and edge cases on the real ComfyUI sampling path."""
+"""Issue 6, in-process part: bad input, faults and edge cases on the real ComfyUI sampling path.
+
+Float comparisons: ``torch.equal`` claims compare runs of the same arithmetic in this one process (reruns, or a
+DiffIER run whose every correction was discarded against plain CFG): same-machine claims that hold on any CPU.
+Batch-vs-solo comparisons use the float32 bound of ``test_nodes.batch_float_bound``.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +63,10 @@ def test_nan_prediction_is_passed_through_and_named_not_hidden(run_node, caplog)
 
 
 def test_nonfinite_inner_evaluation_is_discarded_keeping_the_step_finite(run_node, caplog):
-    """If only DiffIER's own re-evaluation goes non-finite, the step's finite estimate is kept."""
+    """If only DiffIER's own re-evaluation goes non-finite, the step's finite estimate is kept.
+
+    Bit for bit plain CFG: the discarded corrections leave the same arithmetic on the sampling path (the extra
+    evaluations are separate model calls), in one process (a same-machine claim)."""
     tm = tiny()
     # with max_iters = 1 the model calls alternate: CFG pass, inner evaluation (the even calls)
     faulty = inject(tm, lambda out: out * float("inf"), when=lambda i, x: i % 2 == 0)
@@ -106,7 +114,8 @@ def test_all_zero_uncond(run_node):
 
 
 def test_batch_of_mixed_prompts_against_zero_and_text_negatives(run_node):
-    """Batch 2 whose negatives differ (one all-zero): each sample still equals its batch-1 run."""
+    """Batch 2 whose negatives differ (one all-zero): each sample still equals its batch-1 run, within the float32
+    bound of ``batch_float_bound`` (any CPU), while the two samples differ by > 1e3 bounds (mixing is caught)."""
     tm = tiny()
     pos = tm.make_cond(2, seed=3)
     neg = tm.make_cond(2, seed=4)
