@@ -1,4 +1,8 @@
-"""diffier_core.correction: both modes against golden values, convergence, batching, dtypes, non-finite."""
+"""diffier_core.correction: both modes against golden values, convergence, batching, dtypes, non-finite.
+
+Near-equality checks use the float32 bounds of tests/float_bounds.py; ``torch.equal`` claims are exact by
+construction (a factor of 0, a pass-through copy), so they hold on any CPU.
+"""
 
 import pytest
 import torch

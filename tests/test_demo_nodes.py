@@ -1,5 +1,9 @@
 """The embedded digits demo: nodes load through ComfyUI's loader, the shipped API graph runs through
-ComfyUI's real ``execution.PromptExecutor``, and the samples are the digits that were asked for."""
+ComfyUI's real ``execution.PromptExecutor``, and the samples are the digits that were asked for.
+
+Bit-identical claims (same seed, same image) are reruns in one process: same-machine claims, they hold on
+any CPU.
+"""
 
 from __future__ import annotations
 

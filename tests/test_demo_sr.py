@@ -2,7 +2,11 @@
 nodes build conditioning with the LR image as the positive's concat image and zeros as the negative's,
 the shipped API graph runs through ComfyUI's real ``execution.PromptExecutor``, and the outputs are
 super-resolutions of *their* inputs (much closer to their own HR image than to other images' HR; the
-digits model also beats bicubic upsampling in PSNR, the small photo model does not)."""
+digits model also beats bicubic upsampling in PSNR, the small photo model does not).
+
+Bit-identical claims (same seed, same image) are reruns in one process: same-machine claims, they hold on
+any CPU.
+"""
 
 from __future__ import annotations
 

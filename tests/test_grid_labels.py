@@ -1,4 +1,7 @@
-"""diffier_core.grid_labels: labels around a stitched grid; the grid itself is copied unchanged."""
+"""diffier_core.grid_labels: labels around a stitched grid; the grid itself is copied unchanged.
+
+Bit-identical claims are about copied pixels (exact by construction on any CPU).
+"""
 
 import pytest
 import torch

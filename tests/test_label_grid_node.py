@@ -1,4 +1,8 @@
-"""DiffIER Label Grid inside a real, in-process ComfyUI: labels a grid built by ComfyUI's own ImageStitch."""
+"""DiffIER Label Grid inside a real, in-process ComfyUI: labels a grid built by ComfyUI's own ImageStitch.
+
+``torch.equal`` is about copied pixels (exact on any CPU); the tile check's 1e-2 only locates the tile in the
+stitched grid (a wrong position misses by the tiles' own contrast, ~0.25), far above any float32 rounding.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""diffier_core.metrics: per-sample float32 reductions."""
+"""diffier_core.metrics: per-sample float32 reductions.
+
+The inputs are small integers: every sum and square is exact, so the values hold bit for bit on any CPU.
+"""
 
 import torch
 from pack_loader import import_core

@@ -1,4 +1,8 @@
-"""diffier_core.noise: per-sample seeded draws."""
+"""diffier_core.noise: per-sample seeded draws.
+
+Bit-identical claims compare draws of the same generator algorithm on the same per-sample shapes in one
+process (a sample alone and in a batch): they hold on any CPU, as same-machine claims.
+"""
 
 import torch
 from pack_loader import import_core

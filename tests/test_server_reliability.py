@@ -2,6 +2,9 @@
 
 All traffic is to 127.0.0.1. The model is the pack's embedded digits demo (no download). The soak
 figures are written to ``tests/artifacts/soak.json`` (quoted in docs/RELIABILITY.md).
+
+Bit-identical claims (soak results vs warm-up, plain branch in a shared graph, restart) compare runs of the
+same arithmetic on one machine (one server process, or the same server restarted): same-machine claims.
 """
 
 from __future__ import annotations

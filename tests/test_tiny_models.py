@@ -1,4 +1,7 @@
-"""Self-check of tests/tiny_models.py: every tiny model samples through ComfyUI's real KSampler."""
+"""Self-check of tests/tiny_models.py: every tiny model samples through ComfyUI's real KSampler.
+
+Reruns are compared in one process (same-machine claims, any CPU).
+"""
 
 from __future__ import annotations
 
