@@ -62,7 +62,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "sr": {
         "full": {"omegas": (1.5, 3.0, 5.0), "tuning_seeds": [10, 11], "test_seeds": [0, 1, 2],
-                 "tuning_samples": 8, "test_samples": 16, "steps": 10, "reps": 1000},
+                 "tuning_samples": 6, "test_samples": 12, "steps": 10, "reps": 1000},
         "quick": {"omegas": (3.0,), "tuning_seeds": [10], "test_seeds": [0], "tuning_samples": 4,
                   "test_samples": 4, "steps": 4, "reps": 200},
     },
@@ -369,9 +369,9 @@ def _robust_ylim(ax: Any) -> None:
     ys = ys[np.isfinite(ys)]
     if ys.size < 4:
         return
-    q1, q3 = np.quantile(ys, [0.1, 0.9])
+    q1, q3 = np.quantile(ys, [0.25, 0.75])
     span = max(q3 - q1, 1e-6)
-    lo, hi = max(ys.min(), q1 - 1.5 * span), min(ys.max(), q3 + 1.5 * span)
+    lo, hi = max(ys.min(), q1 - 3.0 * span), min(ys.max(), q3 + 3.0 * span)
     pad = 0.08 * (hi - lo or 1.0)
     ax.set_ylim(lo - pad, hi + pad)
 
