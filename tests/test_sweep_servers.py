@@ -10,6 +10,7 @@ server's own ``/history``), and a rerun of the same command must not redo anythi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ OMEGAS = (1.5, 5.0)
 PROMPTS = ("3", "7")  # digits, set on the positive DiffIERDemoCondition (node 2) with --prompt-input
 SEEDS = (0, 1)
 N_JOBS = len(METHODS) * len(OMEGAS) * len(PROMPTS) * len(SEEDS)
-STEPS = 10
+STEPS = 6
 
 
 def digits_workflow(path: Path) -> Path:
@@ -82,6 +83,39 @@ def servers():
             s.close()
 
 
+def test_a_job_stuck_on_a_busy_server_times_out_and_moves(servers, tmp_path):
+    a, b, _ = servers
+    wf = digits_workflow(tmp_path / "digits.json")
+    blocker = json.loads(wf.read_text())  # someone else's long prompt occupies A (A gets the CPU last)
+    blocker["5"]["inputs"].update(steps=10000, seed=123)
+    os.setpriority(os.PRIO_PGRP, a.proc.pid, 19)
+    blocker_id = a.queue(blocker)
+    try:
+        out = tmp_path / "out"
+        r = run_cli([sys.executable, "-m", "benchmarks.sweep", "--workflow", str(wf), "--out", str(out), "--cfg", "3",
+                     "--seeds", "0,1", "--method", "cfg", "--server", a.url, "--server", b.url, "--max-inflight", "1",
+                     "--queue-timeout", "10", "--no-progress"])
+        assert r.returncode == 0, r.stdout + r.stderr
+        ev = events(out)
+        requeued = [e for e in ev if e["event"] == "requeued"]
+        assert len(requeued) == 1 and requeued[0]["server"] == a.url and \
+            "waited more than 10 s in the server's queue without starting" in requeued[0]["reason"]
+        done = Counter((e["job"], e["server"]) for e in ev if e["event"] == "done")
+        assert sorted(done.values()) == [1, 1] and {s for _, s in done} == {b.url}
+        moved = requeued[0]["job"]
+        assert moved in {j for j, _ in done}
+        queue = a.get_json("/queue")  # the timed-out job was taken out of A's queue
+        waiting = [item[3].get("diffier_sweep_job") for item in queue["queue_pending"] + queue["queue_running"]]
+        assert moved not in waiting and moved not in history_jobs(a)
+    finally:
+        a.request("POST", "/queue", {"delete": [blocker_id]})
+        a.request("POST", "/interrupt", {})
+        deadline = time.monotonic() + 120
+        while a.get_json("/queue")["queue_running"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not a.get_json("/queue")["queue_running"]
+
+
 def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_path):
     a, b, _ = servers
     wf = digits_workflow(tmp_path / "digits.json")
@@ -130,8 +164,12 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
 
     # what B ran is the user's workflow plus the chain, with omega, prompt and seed set; nothing else changed
     user = json.loads(wf.read_text())
+    checked = 0
     for entry in b.get_json("/history").values():
+        if entry["prompt"][3].get("diffier_sweep_job") not in records:
+            continue  # another test's sweep
         job = records[entry["prompt"][3]["diffier_sweep_job"]]
+        checked += 1
         sent = entry["prompt"][2]
         assert sent["5"]["inputs"]["cfg"] == job["omega"] and sent["5"]["inputs"]["seed"] == job["seed"]
         assert sent["2"]["inputs"]["digit"] == job["prompt"]
@@ -149,6 +187,7 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
             assert {k: v for k, v in sent[node_id]["inputs"].items() if k not in changed} == \
                    {k: v for k, v in node["inputs"].items() if k not in changed}, node_id
         assert set(sent) - set(user) <= {"diffier_sweep_1"}
+    assert checked == len(on_b)
 
     summary = json.loads((out / "sweep.json").read_text())
     assert len(summary["images"]) == N_JOBS and not summary["failed"]

@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference images: PSNR/SSIM against DIR/p<prompt>_s<seed>_<k>*.png, and a pixel-statistics "
                         "FD against all of DIR (an earlier sweep's images/<method>/w<ω>/ folder works)")
     p.add_argument("--max-inflight", type=int, default=2, help="jobs queued at once per server (default 2)")
-    p.add_argument("--job-timeout", type=float, default=900.0, help="seconds per job before it moves to another "
-                                                                   "server (default 900)")
+    p.add_argument("--job-timeout", type=float, default=900.0,
+                   help="seconds a job may run on a server before it moves to another (default 900)")
+    p.add_argument("--queue-timeout", type=float, default=900.0,
+                   help="seconds a job may wait in a busy server's queue before it moves to another (default 900)")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per job across servers (default 3)")
     p.add_argument("--require-all-servers", action="store_true",
                    help="stop if any --server is unreachable or cannot run the workflow (default: warn, use the rest)")
@@ -199,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         servers = check_servers(urls, workflow, methods, args.require_all_servers)
         bar, update = _progress_bar(len(todo), args.no_progress)
         scheduler = Scheduler([c for c, _ in servers.values()], store, args.max_inflight, args.job_timeout,
-                              args.max_attempts, on_progress=update,
+                              args.max_attempts, args.queue_timeout, on_progress=update,
                               prepare=lambda job, url: graph.fill_defaults(job.prompt, servers[url][1]))
         try:
             scheduler.run(todo)

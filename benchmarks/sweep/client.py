@@ -152,6 +152,10 @@ class ComfyClient:
         except (ServerDown, urllib.error.HTTPError) as exc:
             log.warning("server %s: could not cancel %s (%s)", self.url, prompt_id, exc)
 
+    def is_running(self, prompt_id: str) -> bool:
+        """Whether ``/queue`` lists the prompt as running."""
+        return any(item[1] == prompt_id for item in self.get_json("/queue", timeout=10.0).get("queue_running", []))
+
     def history_ids(self) -> dict[str, dict]:
         """Every ``/history`` entry (for checks and tests)."""
         return self.get_json("/history")
@@ -187,18 +191,21 @@ class Session:
             self.ws = self.client.connect(self.client_id)
         return self.ws
 
-    def run(self, prompt: dict, timeout: float, extra: dict | None = None) -> Finished:
-        """Queue the prompt, wait for it on ``/ws`` (and ``/history``), download its images.
+    def run(self, prompt: dict, timeout: float, extra: dict | None = None,
+            queue_timeout: float | None = None) -> Finished:
+        """Queue the prompt, wait for it on ``/ws`` (and ``/history``, ``/queue``), download its images.
 
         Args:
             prompt: the API workflow.
-            timeout: seconds from queueing to finishing.
+            timeout: seconds from the start of its execution to its end.
             extra: ``extra_data`` recorded with the prompt in the server's history.
+            queue_timeout: seconds it may wait in the server's queue before it starts (default: ``timeout``).
         """
         start = time.monotonic()
         self._ensure_ws()
         prompt_id = self.client.queue_prompt(prompt, self.client_id, extra)
-        entry = self._wait(prompt_id, start + timeout)
+        wait = _Wait(prompt_id, start, timeout, timeout if queue_timeout is None else queue_timeout)
+        entry = self._wait(wait)
         status = entry.get("status", {})
         if status.get("status_str") != "success":
             raise JobFailed(f"server {self.client.url}: prompt {prompt_id} failed: {_execution_error(status)}")
@@ -210,42 +217,50 @@ class Session:
         images = [(rec, self.client.view(rec)) for rec in records]
         return Finished(prompt_id, entry, images, time.monotonic() - start, _exec_seconds(status))
 
-    def _wait(self, prompt_id: str, deadline: float) -> dict:
-        next_poll = time.monotonic() + 5.0
+    def _wait(self, wait: _Wait) -> dict:
+        next_poll = time.monotonic() + 2.0
         while True:
             now = time.monotonic()
-            if now > deadline:
-                self.client.cancel(prompt_id)
-                raise JobTimeout(f"server {self.client.url}: prompt {prompt_id} did not finish in time")
-            if now >= next_poll:  # /history as a backstop for a message we did not see
-                next_poll = now + 5.0
-                entry = self.client.history(prompt_id)
+            if now > wait.deadline():
+                self.client.cancel(wait.prompt_id)
+                raise JobTimeout(f"server {self.client.url}: prompt {wait.prompt_id} {wait.late_reason()}")
+            if now >= next_poll:  # /history and /queue as a backstop for messages we did not see
+                next_poll = now + 2.0
+                entry = self.client.history(wait.prompt_id)
                 if entry and entry.get("status", {}).get("completed") is not None:
                     return entry
-            if self._message_says_done(prompt_id, min(2.0, max(0.1, deadline - now))):
-                return self._final_history(prompt_id, deadline)
+                if wait.started is None and self.client.is_running(wait.prompt_id):
+                    wait.started = now
+            kind = self._next_message(wait.prompt_id, min(1.0, max(0.1, wait.deadline() - now)))
+            if kind in ("execution_start", "executing", "execution_cached", "progress") and wait.started is None:
+                wait.started = time.monotonic()
+            if kind == "done":
+                return self._final_history(wait.prompt_id, wait.deadline())
 
-    def _message_says_done(self, prompt_id: str, wait: float) -> bool:
+    def _next_message(self, prompt_id: str, wait: float) -> str | None:
+        """The type of the next message about this prompt (``"done"`` once it ended), or None."""
         ws = self._ensure_ws()
         ws.settimeout(wait)
         try:
             frame = ws.recv()
         except websocket.WebSocketTimeoutException:
-            return False
+            return None
         except (OSError, websocket.WebSocketException) as exc:
             self.close()
             if not self.client.alive():
                 raise ServerDown(f"server {self.client.url}: connection lost ({_reason(exc)})") from exc
-            return False  # the server is up: reconnect on the next call, /history still answers
+            return None  # the server is up: reconnect on the next call, /history still answers
         if not isinstance(frame, str):
-            return False  # binary frames are previews
+            return None  # binary frames are previews
         msg = json.loads(frame)
         data = msg.get("data") or {}
         if data.get("prompt_id") != prompt_id:
-            return False
+            return None
         kind = msg.get("type")
-        return kind in ("execution_success", "execution_error", "execution_interrupted") or (
-            kind == "executing" and data.get("node") is None)
+        if kind in ("execution_success", "execution_error", "execution_interrupted") or (
+                kind == "executing" and data.get("node") is None):
+            return "done"
+        return kind
 
     def _final_history(self, prompt_id: str, deadline: float) -> dict:
         while time.monotonic() < deadline:
@@ -254,6 +269,25 @@ class Session:
                 return entry
             time.sleep(0.1)
         raise JobTimeout(f"server {self.client.url}: prompt {prompt_id} finished but its /history entry never came")
+
+
+@dataclass
+class _Wait:
+    """The two limits of one job: ``queue_timeout`` until it starts, then ``timeout`` until it ends."""
+
+    prompt_id: str
+    queued: float
+    timeout: float
+    queue_timeout: float
+    started: float | None = None
+
+    def deadline(self) -> float:
+        return self.queued + self.queue_timeout if self.started is None else self.started + self.timeout
+
+    def late_reason(self) -> str:
+        if self.started is None:
+            return f"waited more than {self.queue_timeout:g} s in the server's queue without starting"
+        return f"did not finish within {self.timeout:g} s of starting"
 
 
 def _validation_text(raw: bytes | str) -> str:

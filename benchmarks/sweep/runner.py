@@ -170,14 +170,15 @@ class Scheduler:
         clients: the usable servers.
         store: where results go.
         max_inflight: jobs queued at once on each server (one rendering, the rest waiting in its queue).
-        job_timeout: seconds from queueing a job to its images.
+        job_timeout: seconds a job may run on a server (from its start there to its end).
+        queue_timeout: seconds a job may wait in a server's queue before it starts (default: ``job_timeout``).
         max_attempts: tries per job across servers (timeouts and servers dying count).
         on_progress: called with the :class:`Progress` after every finished, failed or requeued job.
         prepare: ``prepare(job, server_url) -> prompt`` the API workflow to queue on that server.
     """
 
     def __init__(self, clients: list[ComfyClient], store: JobStore, max_inflight: int = 2,
-                 job_timeout: float = 900.0, max_attempts: int = 3,
+                 job_timeout: float = 900.0, max_attempts: int = 3, queue_timeout: float | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
                  prepare: Callable[[Job, str], dict] | None = None) -> None:
         if max_inflight < 1:
@@ -186,6 +187,7 @@ class Scheduler:
         self.store = store
         self.max_inflight = max_inflight
         self.job_timeout = job_timeout
+        self.queue_timeout = job_timeout if queue_timeout is None else queue_timeout
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda p: None)
         self.prepare = prepare or (lambda job, url: job.prompt)
@@ -280,7 +282,8 @@ class Scheduler:
         job.attempts.append(attempt)
         self.store.event("submitted", job=job.id, server=url)
         try:
-            finished = session.run(self.prepare(job, url), self.job_timeout, extra={"diffier_sweep_job": job.id})
+            finished = session.run(self.prepare(job, url), self.job_timeout, extra={"diffier_sweep_job": job.id},
+                                   queue_timeout=self.queue_timeout)
         except ServerDown as exc:
             attempt["outcome"] = f"server down: {exc}"
             self._server_down(url, str(exc))
