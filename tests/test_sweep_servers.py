@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 METHODS = ("cfg", "diffier")
 OMEGAS = (1.5, 5.0)
-PROMPTS = ("3", "7")  # digits, set on the positive DiffIERDemoCondition (node 2) with --prompt-input
+PROMPTS = ("7",)  # a digit, set on the positive DiffIERDemoCondition (node 2, "3" in the workflow) with --prompt-input
 SEEDS = (0, 1)
 N_JOBS = len(METHODS) * len(OMEGAS) * len(PROMPTS) * len(SEEDS)
 STEPS = 6
@@ -80,6 +80,7 @@ def servers():
         yield a, b, bare
     finally:
         for s in (a, b, bare):
+            s.kill()  # no graceful shutdown needed (SIGINT can take ComfyUI up to 30 s on a loaded machine)
             s.close()
 
 
@@ -196,7 +197,7 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
         assert img["wall_s_per_image"] > 0 and img["exec_s_per_image"] > 0
     assert len(summary["cells"]) == len(METHODS) * len(OMEGAS)
     for cell in summary["cells"]:
-        assert set(cell["diversity_per_prompt"]) == {"0", "1"} and cell["diversity"] > 0  # seeds differ
+        assert set(cell["diversity_per_prompt"]) == {"0"} and cell["diversity"] > 0  # the seeds differ
     assert set(summary["servers"]) == {a.url, b.url}
     with Image.open(out / "grid.png") as grid:
         assert grid.width > len(METHODS) * 96 and grid.height > len(OMEGAS) * 96
@@ -231,7 +232,7 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
     cells = {(c["method"], c["omega"]): c for c in json.loads((out / "sweep.json").read_text())["cells"]}
     assert cells[("cfg", 1.5)]["ssim"] == pytest.approx(1.0) and cells[("cfg", 1.5)]["psnr"] == 100.0
     assert cells[("diffier", 5.0)]["ssim"] < 1.0 and cells[("diffier", 5.0)]["psnr"] < 100.0
-    assert all("fd" not in c for c in cells.values())  # 4 images a cell: too few for FD
+    assert all("fd" not in c for c in cells.values())  # 2 images a cell: too few for FD
 
     # a job error (a setting the server rejects) fails those jobs, keeps every saved result
     bad = run_cli(sweep_cmd([b.url], wf, out, methods=(*METHODS, "bad=diffier:eta=5")))
