@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 from .cfg_guider import DiffIERCFGGuider
+from .comfy_adapter import ComfyExtension, io
 from .demo import DEMO_NODES
 from .demo_sr import DEMO_SR_NODES
 from .guider import DiffIERGuider

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfy_api.latest import io
-
 from ..diffier_core import (
     INNER_GUIDANCE,
     MODES,
@@ -14,6 +12,7 @@ from ..diffier_core import (
     DiffIERError,
     DiffIERParameterError,
 )
+from .comfy_adapter import io
 
 CATEGORY = "sampling/diffier"
 

@@ -50,11 +50,9 @@ class KSamplerDiffIER(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
-        import comfy.samplers
-
         return validate_diffier_inputs(mode, inner_guidance,
-                                       sampler_name=(sampler_name, comfy.samplers.KSampler.SAMPLERS),
-                                       scheduler=(scheduler, comfy.samplers.KSampler.SCHEDULERS))
+                                       sampler_name=(sampler_name, adapter.sampler_names()),
+                                       scheduler=(scheduler, adapter.scheduler_names()))
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
