@@ -147,6 +147,11 @@ def test_schema_seeds_and_budget(quick):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_chosen_settings_are_the_best_on_the_tuning_seeds(quick):
+    _check_choices(quick)
+
+
+def _check_choices(quick: dict) -> None:
+    """Per ω the chosen setting is the best tuning score; the all-ω one the best mean; the test runs used them."""
     lower = quick["metric"]["lower_is_better"]
     agg = quick["metric"]["all_omega_aggregate"]
     for group in quick["groups"]:
@@ -174,6 +179,11 @@ def test_chosen_settings_are_the_best_on_the_tuning_seeds(quick):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_chains_use_the_tuned_parts_and_controls_spend_diffiers_evaluations(quick):
+    _check_chains_and_controls(quick)
+
+
+def _check_chains_and_controls(quick: dict) -> None:
+    """Chains are made of the parts' chosen settings; the controls spend DiffIER's tuned evaluations."""
     for group in quick["groups"]:
         res = quick["results"][group]
         for chain, parts in quick["chains"].items():
@@ -196,3 +206,23 @@ def test_chains_use_the_tuned_parts_and_controls_spend_diffiers_evaluations(quic
             assert all(_ci_ok(res["controls"][s][o]["vs_diffier"]) for s in quick["control_samplers"])
     for by_o in quick["summary"].values():
         assert set(by_o) == set(quick["omegas"]) and all(v["best"] for v in by_o.values())
+
+
+# ---------------------------------------------------------------------------------------------------
+# the committed full runs (docs/results/tuned_*.json) satisfy the same protocol
+
+
+@pytest.mark.parametrize("testbed", ["known_score", "digits", "sr"])
+def test_committed_tuned_results_follow_the_protocol(testbed):
+    doc = json.loads((REPO / "docs" / "results" / f"tuned_{testbed}.json").read_text())
+    assert doc["testbed"] == testbed and doc["quick"] is False
+    assert doc["command"] == f"python -m benchmarks.tuned --testbed {testbed} --threads 1 --markdown"
+    assert (REPO / "docs" / "results" / f"tuned_{testbed}.png").stat().st_size > 10_000
+    assert not set(doc["tuning_seeds"]) & set(doc["test_seeds"])
+    assert doc["budget"]["max_settings_per_method"] == 24
+    assert doc["budget"]["settings_per_method"] == {"cfg": 1, "apg": 24, "diffier": 24, "rescalecfg": 4,
+                                                    "epsilon_scaling": 4, "cfgzerostar": 1, "tcfg": 1}
+    assert any(s["knobs"]["eta"] == 0.0 for s in doc["methods"]["apg"]["grid"])
+    assert doc["runtime_s"]["total"] > 0
+    _check_choices(doc)
+    _check_chains_and_controls(doc)
