@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from ..diffier_core import validate_window
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
+from .common import (
+    CATEGORY,
+    DEFAULT_INNER_GUIDANCE,
+    DEFAULT_PRESET,
+    diffier_inputs,
+    resolve_inputs,
+    validate_diffier_inputs,
+)
 from .patch import DiffIERPatch
 
 
@@ -31,13 +37,14 @@ class DiffIERCFGGuider(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode, inner_guidance=None) -> bool | str:
+    def validate_inputs(cls, mode, inner_guidance=None, preset=None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
-        return validate_diffier_inputs(mode, inner_guidance)
+        return validate_diffier_inputs(mode, inner_guidance, preset)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
-                end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
-        start, end = validate_window(start_percent, end_percent)
-        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end)
+                end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
+        config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent,
+                                                    end_percent, inner_guidance)
+        patch = DiffIERPatch(config, start, end, stride=stride)
         return io.NodeOutput(adapter.cfg_guider(patch.apply(model), positive, negative, cfg))

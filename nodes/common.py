@@ -11,7 +11,9 @@ from ..diffier_core import (
     DiffIERConfig,
     DiffIERError,
     DiffIERParameterError,
+    validate_window,
 )
+from ..diffier_core.presets import DEFAULT_PRESET, PRESETS, PresetSettings, preset_tooltip, resolve_preset
 from .comfy_adapter import io
 
 CATEGORY = "sampling/diffier"
@@ -33,13 +35,16 @@ TOOLTIPS: dict[str, str] = {
                       "extra evaluation per iteration; the strongest DiffIER setting in this pack's benchmarks "
                       "(docs/EVIDENCE.md). cfg: the guided cond+uncond prediction, two evaluations per "
                       "iteration. Ignored in paper mode.",
+    "preset": preset_tooltip(),
 }
 
 
 def diffier_inputs() -> list[io.Input]:
-    """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance.
+    """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
+    preset.
 
-    ``inner_guidance`` is optional, so workflows saved before it existed load and run unchanged.
+    ``inner_guidance`` and ``preset`` are optional and last, so workflows saved before they existed (API prompts
+    without them, UI graphs whose positional ``widgets_values`` end earlier) load and run unchanged.
     """
     return [
         io.Combo.Input("mode", options=list(MODES), default="consistency", tooltip=TOOLTIPS["mode"]),
@@ -54,6 +59,8 @@ def diffier_inputs() -> list[io.Input]:
         io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip=TOOLTIPS["end_percent"]),
         io.Combo.Input("inner_guidance", options=list(INNER_GUIDANCE), default=DEFAULT_INNER_GUIDANCE,
                        optional=True, tooltip=TOOLTIPS["inner_guidance"]),
+        io.Combo.Input("preset", options=list(PRESETS), default=DEFAULT_PRESET, optional=True,
+                       tooltip=TOOLTIPS["preset"]),
     ]
 
 
@@ -68,11 +75,39 @@ def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any,
                          inner_guidance=inner_guidance)
 
 
-def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, **combos: tuple[Any, list[str]]) -> bool | str:
+def resolve_inputs(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: Any, start_percent: Any,
+                   end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE
+                   ) -> tuple[DiffIERConfig, float, float, int]:
+    """``(config, start_percent, end_percent, stride)`` of a node's inputs under its ``preset``.
+
+    The explicit inputs are always validated (a bad value is an error under every preset); ``quality`` and
+    ``custom`` run them, ``balanced`` and ``fast`` run their own measured settings instead
+    (:mod:`diffier_core.presets`).
+
+    Args:
+        preset: the ``preset`` input (``None``: absent, i.e. ``quality``).
+        mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance: the explicit inputs.
+
+    Raises:
+        DiffIERParameterError: naming the bad input, its value and what is allowed.
+    """
+    start, end = validate_window(start_percent, end_percent)
+    config = build_config(mode, eta, threshold, max_iters, inner_guidance)
+    explicit = PresetSettings(config.mode, config.eta, config.threshold, config.max_iters, start, end,
+                              config.inner_guidance)
+    chosen = resolve_preset(preset, explicit)
+    if chosen is explicit:
+        return config, start, end, 1
+    return (build_config(chosen.mode, chosen.eta, chosen.threshold, chosen.max_iters, chosen.inner_guidance),
+            chosen.start_percent, chosen.end_percent, chosen.stride)
+
+
+def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any = None,
+                            **combos: tuple[Any, list[str]]) -> bool | str:
     """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
 
     It checks only the combo inputs, whose values ComfyUI 0.3.75 does not check for V3 nodes (``mode``,
-    ``inner_guidance``; ``combos`` maps the node's other combo inputs to ``(value, options)``). Every other
+    ``inner_guidance``, ``preset``; ``combos`` maps the node's other combo inputs to ``(value, options)``). Every other
     input is left to ComfyUI on purpose: 0.3.75 skips its own ``min``/``max`` check for each input named
     as an argument of ``validate_inputs`` and reports a failing ``validate_inputs`` against *all* its
     arguments, so an out-of-range ``eta`` checked here would come back attached to every argument. Left
@@ -84,10 +119,12 @@ def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, **combos: tup
     Args:
         mode: the ``mode`` combo value (``None`` when linked: checked when the node runs).
         inner_guidance: the optional ``inner_guidance`` combo value (``None`` when absent or linked).
+        preset: the optional ``preset`` combo value (``None`` when absent or linked).
         **combos: further combo inputs, ``name=(value, options)``.
     """
     try:
-        choices = {"mode": (mode, list(MODES)), "inner_guidance": (inner_guidance, list(INNER_GUIDANCE)), **combos}
+        choices = {"mode": (mode, list(MODES)), "inner_guidance": (inner_guidance, list(INNER_GUIDANCE)),
+                   "preset": (preset, list(PRESETS)), **combos}
         for name, (value, options) in choices.items():
             if value is not None and value not in options:
                 raise DiffIERParameterError(name, value, f"one of {options}")

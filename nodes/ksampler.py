@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 
-from ..diffier_core import validate_window
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .common import CATEGORY, DEFAULT_INNER_GUIDANCE, build_config, diffier_inputs, validate_diffier_inputs
+from .common import (
+    CATEGORY,
+    DEFAULT_INNER_GUIDANCE,
+    DEFAULT_PRESET,
+    diffier_inputs,
+    resolve_inputs,
+    validate_diffier_inputs,
+)
 from .patch import DiffIERPatch
 
 
@@ -48,20 +54,20 @@ class KSamplerDiffIER(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None) -> bool | str:
+    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None, preset=None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
-        return validate_diffier_inputs(mode, inner_guidance,
+        return validate_diffier_inputs(mode, inner_guidance, preset,
                                        sampler_name=(sampler_name, adapter.sampler_names()),
                                        scheduler=(scheduler, adapter.scheduler_names()))
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
-                inner_guidance=DEFAULT_INNER_GUIDANCE) -> io.NodeOutput:
-        start, end = validate_window(start_percent, end_percent)
+                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
+        config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent,
+                                                    end_percent, inner_guidance)
         summaries: list[dict] = []
-        patch = DiffIERPatch(build_config(mode, eta, threshold, max_iters, inner_guidance), start, end,
-                             on_run_end=summaries.append)
+        patch = DiffIERPatch(config, start, end, on_run_end=summaries.append, stride=stride)
         latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
                                          negative, latent_image, denoise=denoise)
         patch.finish_fallback()  # only where this ComfyUI has no outer-sample wrapper (see comfy_adapter)

@@ -60,10 +60,16 @@ class DiffIERRun:
     sigma_end: float
     full_window: bool = False  # start_percent = 0 and end_percent = 1: no step needs σ read on the host
     steps: list[tuple[torch.Tensor, StepInfo]] = field(default_factory=list)
+    window_calls: int = 0  # guided model calls seen inside the window (for ``stride``)
 
     def in_window(self, sigma: torch.Tensor) -> bool:
         """Whether this step's σ lies in the window (one host sync, only for a partial window)."""
         return self.full_window or self.sigma_end <= float(sigma.max()) <= self.sigma_start
+
+    def on_stride(self, stride: int) -> bool:
+        """Count one in-window call; True for the 1st, (1 + stride)-th, ... (no host sync)."""
+        self.window_calls += 1
+        return (self.window_calls - 1) % stride == 0
 
     def summary(self) -> dict[str, Any]:
         """Per-step records as Python numbers, and totals (one host sync for the whole run)."""
@@ -85,11 +91,16 @@ class DiffIERPatch:
         start_percent: sampling progress where DiffIER starts, in [0, 1] (0 = first step).
         end_percent: sampling progress where it ends, in [0, 1] (1 = last step).
         on_run_end: called with each run's summary dict (KSamplerDiffIER shows it).
+        stride: correct only every ``stride``-th guided model call inside the window, starting with the
+            first (1 = every call, today's behaviour; the cheap presets, ``diffier_core.presets``).
     """
 
     def __init__(self, config: DiffIERConfig, start_percent: float = 0.0, end_percent: float = 1.0,
-                 on_run_end: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_run_end: Callable[[dict[str, Any]], None] | None = None, stride: int = 1) -> None:
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise DiffIERError(f"DiffIER: stride must be an integer >= 1, got {stride!r}")
         self.config = config
+        self.stride = stride
         self.start_percent = start_percent
         self.end_percent = end_percent
         self.on_run_end = on_run_end
@@ -160,7 +171,7 @@ class DiffIERPatch:
         if math.isclose(step.cond_scale, 1.0) or not self.config.enabled:
             return step.denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
         run = self._run_for(step)
-        if not run.in_window(step.sigma):
+        if not run.in_window(step.sigma) or not run.on_stride(self.stride):
             return step.denoised
         evaluate = None
         if self.config.mode == "consistency":

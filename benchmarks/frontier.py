@@ -1,0 +1,535 @@
+"""Issue 15: cheap DiffIER. Quality vs model evaluations per image, chosen on tuning seeds, reported on test seeds.
+
+One command per testbed (from the repository root)::
+
+    .venv/bin/python -m benchmarks.frontier --testbed known_score   # -> docs/results/frontier_known_score.{json,png}
+    .venv/bin/python -m benchmarks.frontier --testbed digits        # -> docs/results/frontier_digits.{json,png}
+    .venv/bin/python -m benchmarks.frontier --choose                # -> docs/results/frontier_presets.json (+ PNGs)
+    .venv/bin/python -m benchmarks.frontier --testbed known_score --quick --out /tmp/f   # CI smoke run
+
+Every point is one DiffIER setting (cond inner evaluation unless said otherwise) or plain CFG with more steps:
+
+* ``quality``: the node defaults (η 0.05, 4 iterations, every step): today's DiffIER, the reference gain;
+* fewer iterations (1 or 2) with a larger η; a window of steps (``start_percent``/``end_percent``); correcting only
+  every k-th guided call (``stride``, :class:`nodes.patch.DiffIERPatch`); the guided (``cfg``) inner evaluation;
+* plain CFG with 1.2×, 1.5×, 2× and 3× the steps (the same evaluations spent on the sampler instead).
+
+The protocol is :mod:`benchmarks.tuning`'s (its :class:`~benchmarks.tuning.Protocol` runs and scores every job, the
+beds are :mod:`benchmarks.tuned`'s): every point runs at every ω on the *tuning* seeds and on the disjoint *test*
+seeds; choices (the cheapest-setting picks per budget, and the presets of ``diffier_core.presets`` via
+``--choose``) use only the tuning seeds; the test seeds report. For a point ``s`` the *gain* over plain CFG at the
+same steps is the bed's all-ω aggregate (:func:`benchmarks.tuning.all_omega_value`: mean over ω of the
+energy-distance difference on known scores, of −log(FD / FD of CFG) on digits), sign set so that larger is better;
+``share`` = gain(s) / gain(quality). ``evals_ratio`` = model rows per sample / plain CFG's at the same steps (2 per
+step); ``wall_time_ratio`` = the point's summed sampling wall time / plain CFG's, in the same run, jobs interleaved
+per ω.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks import cost_and_chains as CC
+from benchmarks import tuned as TB
+from benchmarks import tuning as T
+
+log = logging.getLogger("DiffIER.bench.frontier")
+
+SCHEMA = "diffier.frontier/v1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "docs" / "results"
+TESTBEDS = ("known_score", "digits")
+#: evaluation budgets of the cheap presets (× plain CFG at the same steps)
+BUDGETS = {"balanced": 1.5, "fast": 1.2}
+#: the equal-cost controls: plain CFG with this many times the steps
+CONTROL_FACTORS = (1.2, 1.5, 2.0, 3.0)
+
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "known_score": {
+        "full": {"omegas": (2.0, 3.0, 5.0, 7.5), "tuning_seeds": [100, 101], "test_seeds": [0, 1, 2, 3],
+                 "tuning_samples": 160, "test_samples": 240, "steps": 16, "reps": 500},
+        "quick": {"omegas": (3.0,), "tuning_seeds": [100], "test_seeds": [0], "tuning_samples": 80,
+                  "test_samples": 80, "steps": 8, "reps": 50},
+    },
+    "digits": {
+        "full": {"omegas": (2.0, 4.0, 7.5), "tuning_seeds": [100, 101], "test_seeds": [0, 1, 2],
+                 "tuning_samples": 40, "test_samples": 60, "steps": 10, "reps": 200},
+        "quick": {"omegas": (3.0,), "tuning_seeds": [100], "test_seeds": [0], "tuning_samples": 20,
+                  "test_samples": 20, "steps": 4, "reps": 30},
+    },
+}
+#: the group of each testbed the frontier runs (known scores: the regime where DiffIER helps at all ω; in the
+#: ``collapse`` regime DiffIER is worse than plain CFG at ω ≥ 3, so there is no gain to keep, docs/EVIDENCE.md)
+GROUPS = {"known_score": "overspread", "digits": "digits"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# points
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One DiffIER setting of the frontier.
+
+    Args:
+        family: ``quality``, ``iterations``, ``window``, ``stride`` or ``inner``.
+        eta: step size; max_iters: inner iterations per corrected step.
+        start, end: the ``start_percent``/``end_percent`` window.
+        stride: correct every ``stride``-th guided call inside the window (1 = all).
+        inner: ``cond`` or ``cfg`` inner evaluation.
+    """
+
+    family: str
+    eta: float
+    max_iters: int
+    start: float = 0.0
+    end: float = 1.0
+    stride: int = 1
+    inner: str = "cond"
+
+    @property
+    def label(self) -> str:
+        parts = [f"eta={self.eta:g}", f"it={self.max_iters}"]
+        if (self.start, self.end) != (0.0, 1.0):
+            parts.append(f"win={self.start:g}-{self.end:g}")
+        if self.stride != 1:
+            parts.append(f"every={self.stride}")
+        if self.inner != "cond":
+            parts.append(f"inner={self.inner}")
+        return "diffier(" + ",".join(parts) + ")"
+
+    def settings(self) -> dict[str, Any]:
+        """The DiffIER inputs of this point (``stride`` is the patch's; the node inputs are the rest)."""
+        return {**T.DIFFIER_FIXED, "eta": self.eta, "max_iters": self.max_iters, "start_percent": self.start,
+                "end_percent": self.end, "inner_guidance": self.inner, "stride": self.stride}
+
+
+@dataclasses.dataclass(frozen=True)
+class StrideJob(T.Job):
+    """A DiffIER point with ``stride`` > 1: :class:`nodes.patch.DiffIERPatch` applied as the node applies it.
+
+    Args:
+        variant: the point.
+        pack: the loaded pack module (``Harness.pack``).
+    """
+
+    variant: Variant | None = None
+    pack: Any = None
+
+    def method(self) -> Any:
+        from benchmarks.harness import Method
+
+        v, pack = self.variant, self.pack
+        config = pack.diffier_core.DiffIERConfig(mode="consistency", eta=v.eta, threshold=T.DIFFIER_FIXED["threshold"],
+                                                 max_iters=v.max_iters, inner_guidance=v.inner)
+
+        def apply(model: Any) -> Any:
+            return pack.nodes.patch.DiffIERPatch(config, v.start, v.end, stride=v.stride).apply(model)
+
+        return Method(self.name, (), extra=apply)
+
+
+def variants(quick: bool = False) -> list[Variant]:
+    """The DiffIER points (``quick``: the CI subset)."""
+    quality = Variant("quality", 0.05, 4)
+    if quick:
+        return [quality, Variant("iterations", 0.3, 1), Variant("stride", 0.4, 1, stride=3)]
+    out = [quality]
+    out += [Variant("iterations", e, 1) for e in (0.05, 0.1, 0.2, 0.3, 0.45)]
+    out += [Variant("iterations", e, 2) for e in (0.1, 0.2)]
+    out += [Variant("window", 0.2, 4, 0.0, 0.5), Variant("window", 0.2, 2, 0.0, 0.5),
+            Variant("window", 0.3, 1, 0.0, 0.5), Variant("window", 0.3, 1, 0.5, 1.0),
+            Variant("window", 0.3, 1, 0.0, 0.3), Variant("window", 0.45, 1, 0.0, 0.3)]
+    out += [Variant("stride", e, 1, stride=2) for e in (0.2, 0.35, 0.5)]
+    out += [Variant("stride", 0.2, 2, stride=2)]
+    out += [Variant("stride", e, 1, stride=3) for e in (0.3, 0.5, 0.7)]
+    out += [Variant("stride", 0.5, 1, stride=4), Variant("stride", 0.45, 1, 0.0, 0.6, stride=2)]
+    out += [Variant("inner", 0.2, 1, inner="cfg")]
+    if len(out) > T.BUDGET:
+        raise ValueError(f"{len(out)} DiffIER points, over the tuning budget of {T.BUDGET}")
+    return out
+
+
+def job_of(v: Variant, pack: Any) -> T.Job:
+    """The runnable job: the real DiffIERGuider node for ``stride`` 1, the node's patch class otherwise."""
+    if v.stride == 1:
+        return T.Job(v.label, (T.diffier_node(v.eta, v.max_iters, v.inner, (v.start, v.end)),))
+    return StrideJob(v.label, variant=v, pack=pack)
+
+
+def control_steps(base: int, quick: bool) -> list[int]:
+    """Step counts of the plain-CFG controls (distinct, above ``base``)."""
+    factors = (1.5,) if quick else CONTROL_FACTORS
+    return sorted({max(base + 1, round(base * f)) for f in factors})
+
+
+# ---------------------------------------------------------------------------------------------------
+# beds
+
+
+class KnownScoreBed(TB.KnownScoreBed):
+    """:class:`benchmarks.tuned.KnownScoreBed` on the ``overspread`` regime only."""
+
+    def __init__(self, quick: bool, samples: int, steps: int) -> None:
+        CC.KnownScoreBed.__init__(self, quick, None, samples, [GROUPS["known_score"]], steps)
+
+
+def make_beds(testbed: str, quick: bool, size: dict[str, Any]) -> tuple[Any, Any]:
+    """Tuning and test beds (:mod:`benchmarks.tuned`'s)."""
+    if testbed == "known_score":
+        return KnownScoreBed(quick, size["tuning_samples"], size["steps"]), KnownScoreBed(
+            quick, size["test_samples"], size["steps"])
+    if testbed == "digits":
+        return TB.make_beds("digits", quick, size)
+    raise ValueError(f"testbed must be one of {list(TESTBEDS)}, got {testbed!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring
+
+
+def gain(scores: dict[str, float], cfg: dict[str, float], lower: bool, aggregate: str) -> float:
+    """Gain over plain CFG, larger is better: −(all-ω aggregate) for a lower-is-better score, + otherwise."""
+    value = T.all_omega_value(scores, cfg, aggregate)
+    return -value if lower else value
+
+
+def share(g: float, g_quality: float) -> float:
+    """``g`` as a fraction of the quality point's gain (NaN when quality has no gain to keep)."""
+    return g / g_quality if g_quality > 0 and math.isfinite(g) else float("nan")
+
+
+def pick_under_budget(points: dict[str, dict[str, Any]], budget: float, phase: str = "tuning") -> str | None:
+    """The DiffIER point with the largest ``phase`` share among those within ``budget`` × plain CFG's evaluations."""
+    ok = {lab: p for lab, p in points.items()
+          if p["kind"] == "diffier" and p[phase]["evals_ratio"] <= budget + 1e-9 and math.isfinite(p[phase]["share"])}
+    return max(ok, key=lambda lab: ok[lab][phase]["share"]) if ok else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the run
+
+
+def run(testbed: str, quick: bool, overrides: dict[str, Any] | None = None, command: str = "") -> dict[str, Any]:
+    """Every point on tuning then test seeds; the JSON document."""
+    t0 = time.perf_counter()
+    size = {**SIZES[testbed]["quick" if quick else "full"], **(overrides or {})}
+    tune_bed, test_bed = make_beds(testbed, quick, size)
+    group = GROUPS[testbed]
+    tune_bed.groups = test_bed.groups = [group]
+    proto = T.Protocol(tune_bed, test_bed, size["omegas"], size["tuning_seeds"], size["test_seeds"], {},
+                       size["reps"])
+    pack = test_bed.h.pack
+    vs = variants(quick)
+    jobs: dict[str, tuple[str, T.Job, Any]] = {"cfg": ("cfg", T.Job("cfg"), None)}
+    for steps in control_steps(size["steps"], quick):
+        name = f"cfg[{steps} steps]"
+        jobs[name] = ("control", T.Job(name, steps=steps), steps)
+    for v in vs:
+        jobs[v.label] = ("diffier", job_of(v, pack), v)
+    timing: dict[str, float] = {}
+    for phase in ("tuning", "test"):
+        tp = time.perf_counter()
+        bar = TB._tqdm(total=len(size["omegas"]) * len(jobs), desc=f"{testbed} {phase}")
+        for omega in size["omegas"]:
+            for _, job, _ in jobs.values():
+                proto._run(phase, group, job, omega, bar)
+        bar.close()
+        timing[f"{phase}_s"] = time.perf_counter() - tp
+    tb = time.perf_counter()
+    points = summarise(proto, group, jobs, size)
+    timing["bootstrap_s"] = time.perf_counter() - tb
+    timing["total_s"] = time.perf_counter() - t0
+    picks = {name: pick_under_budget(points, b) for name, b in BUDGETS.items()}
+    return {
+        "schema": SCHEMA, "testbed": testbed, "group": group, "quick": quick, "command": command,
+        "omegas": [T.okey(o) for o in size["omegas"]],
+        "metric": {"label": test_bed.score_label, "lower_is_better": test_bed.set_lower,
+                   "all_omega_aggregate": test_bed.aggregate},
+        "tuning_seeds": list(size["tuning_seeds"]), "test_seeds": list(size["test_seeds"]),
+        "tuning_samples": size["tuning_samples"], "test_samples": size["test_samples"], "steps": size["steps"],
+        "bootstrap_reps": size["reps"], "config": {"tuning": tune_bed.config(), "test": test_bed.config()},
+        "budgets": BUDGETS,
+        "definitions": {
+            "gain": "all-ω aggregate of the score vs plain CFG at the same steps (mean over ω of the difference, or "
+                    "of log(score / CFG's)), sign set so that larger is better",
+            "share": "gain / gain of the quality point (node defaults), same phase",
+            "evals_ratio": "model rows per sample / plain CFG's at the same steps (2 per step), same phase",
+            "wall_time_ratio": "summed sampling wall time over ω and seeds / plain CFG's, same phase and run",
+            "share_ci95_approx": "test share ± the per-ω paired-bootstrap half-widths combined as independent, "
+                                 "over the quality gain taken as exact (difference aggregate only)",
+        },
+        "points": points,
+        "picks_on_tuning": picks,
+        "runtime_s": timing,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def summarise(proto: T.Protocol, group: str, jobs: dict[str, tuple[str, T.Job, Any]],
+              size: dict[str, Any]) -> dict[str, Any]:
+    """Per point and phase: scores, evaluations, wall time, gain and share; per-ω paired intervals on test."""
+    omegas = [T.okey(o) for o in size["omegas"]]
+    lower, agg = proto.test_bed.set_lower, proto.test_bed.aggregate
+    phases: dict[str, dict[str, Any]] = {}
+    for phase in ("tuning", "test"):
+        runs = proto.runs
+        cfg_scores = {o: proto.score(phase, group, "cfg", o) for o in omegas}
+        cfg_evals = _mean([r["evals"] for o in omegas for r in runs[(phase, group, "cfg", o)]])
+        cfg_wall = sum(r["wall_s"] for o in omegas for r in runs[(phase, group, "cfg", o)])
+        per: dict[str, Any] = {}
+        for name in jobs:
+            scores = {o: proto.score(phase, group, name, o) for o in omegas}
+            evals = _mean([r["evals"] for o in omegas for r in runs[(phase, group, name, o)]])
+            wall = sum(r["wall_s"] for o in omegas for r in runs[(phase, group, name, o)])
+            per[name] = {"scores": scores, "gain": gain(scores, cfg_scores, lower, agg),
+                         "evals_per_sample": evals, "evals_ratio": evals / cfg_evals,
+                         "wall_s": wall, "wall_time_ratio": wall / cfg_wall,
+                         "nonfinite_samples": sum(r["nonfinite"] for o in omegas
+                                                  for r in runs[(phase, group, name, o)])}
+        q = next(n for n, (kind, _, v) in jobs.items() if kind == "diffier" and v.family == "quality")
+        for name in per:
+            per[name]["share"] = share(per[name]["gain"], per[q]["gain"])
+        phases[phase] = per
+    points: dict[str, Any] = {}
+    for name, (kind, _, extra) in jobs.items():
+        p: dict[str, Any] = {"kind": kind, "tuning": phases["tuning"][name], "test": phases["test"][name]}
+        if kind == "diffier":
+            p["family"], p["settings"] = extra.family, extra.settings()
+        elif kind == "control":
+            p["family"], p["settings"] = "cfg_steps", {"steps": extra, "sampler": "euler"}
+        else:
+            p["family"], p["settings"] = "cfg", {"steps": size["steps"], "sampler": "euler"}
+        p["test"]["per_omega"] = {o: proto.entry("test", group, name, o) for o in omegas}
+        for o in omegas:
+            p["test"]["per_omega"][o].pop("setting", None)
+        p["test"]["share_ci95_approx"] = _share_ci(p, phases["test"], jobs, omegas, agg)
+        points[name] = p
+    return points
+
+
+def _share_ci(p: dict[str, Any], test: dict[str, Any], jobs: dict, omegas: list[str], agg: str) -> list[float] | None:
+    """Approximate 95 % interval of the test share (difference aggregate only; see ``definitions``)."""
+    if p["kind"] == "cfg" or agg != "difference":
+        return None
+    q = next(n for n, (kind, _, v) in jobs.items() if kind == "diffier" and v.family == "quality")
+    gq = test[q]["gain"]
+    if not gq > 0:
+        return None
+    hw = [(c["hi"] - c["lo"]) / 2 for c in (p["test"]["per_omega"][o]["vs_cfg"] for o in omegas)]
+    half = math.sqrt(sum(h * h for h in hw)) / len(hw) / gq
+    s = p["test"]["share"]
+    return [s - half, s + half]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# presets across testbeds
+
+
+def choose(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The presets: per budget, the DiffIER point within budget on every testbed (tuning evaluations) whose
+    smallest tuning share over the testbeds is largest; its test numbers as measured."""
+    labels = set.intersection(*(set(d["points"]) for d in docs.values()))
+    out: dict[str, Any] = {"testbeds": sorted(docs), "rule": choose.__doc__.replace("\n    ", " ").strip(),
+                           "presets": {}}
+    for name, budget in BUDGETS.items():
+        ok = [lab for lab in sorted(labels)
+              if all(d["points"][lab]["kind"] == "diffier"
+                     and d["points"][lab]["tuning"]["evals_ratio"] <= budget + 1e-9 for d in docs.values())]
+        if not ok:
+            out["presets"][name] = None
+            continue
+        best = max(ok, key=lambda lab: min(_finite(d["points"][lab]["tuning"]["share"]) for d in docs.values()))
+        ref = next(iter(docs.values()))["points"][best]
+        out["presets"][name] = {
+            "label": best, "budget": budget, "settings": ref["settings"],
+            "per_testbed": {tb: _preset_numbers(d["points"][best]) for tb, d in docs.items()},
+            "target_met": all(d["points"][best]["test"]["share"] >= 0.8 for d in docs.values()),
+        }
+    return out
+
+
+def _preset_numbers(p: dict[str, Any]) -> dict[str, Any]:
+    """What a preset's tooltip and the README quote: measured cost and share of the gain kept."""
+    return {"tuning_share": p["tuning"]["share"], "tuning_evals_ratio": p["tuning"]["evals_ratio"],
+            "test_share": p["test"]["share"], "share_ci95_approx": p["test"]["share_ci95_approx"],
+            "evals_ratio": p["test"]["evals_ratio"], "wall_time_ratio": p["test"]["wall_time_ratio"]}
+
+
+def _finite(v: float) -> float:
+    return v if math.isfinite(v) else -math.inf
+
+
+# ---------------------------------------------------------------------------------------------------
+# outputs
+
+
+FAMILY_COLOURS = {"quality": "tab:blue", "iterations": "tab:orange", "window": "tab:green", "stride": "tab:purple",
+                  "inner": "tab:brown", "cfg_steps": "grey", "cfg": "black"}
+
+
+def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None) -> Path:
+    """Share of quality's gain vs evaluations (test seeds) with the presets marked; Δ vs plain CFG per ω."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = doc["points"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 5.6))
+    for fam, colour in FAMILY_COLOURS.items():
+        sel = [(lab, p) for lab, p in pts.items() if p["family"] == fam]
+        if not sel:
+            continue
+        xs = [p["test"]["evals_ratio"] for _, p in sel]
+        ys = [p["test"]["share"] for _, p in sel]
+        style = "--" if fam == "cfg_steps" else ""
+        ax.plot(xs, ys, "o" + style if style else "o", color=colour, label=fam, ms=5)
+        for (lab, p), x, y in zip(sel, xs, ys, strict=True):
+            ci = p["test"].get("share_ci95_approx")
+            if ci:
+                ax.plot([x, x], ci, color=colour, lw=0.7, alpha=0.6)
+            ax.annotate(lab.removeprefix("diffier(").removesuffix(")"), (x, y), fontsize=5.5, alpha=0.8,
+                        xytext=(3, 2), textcoords="offset points")
+    for name, pr in (presets or {}).items():
+        if pr and pr["label"] in pts:
+            p = pts[pr["label"]]
+            ax.plot(p["test"]["evals_ratio"], p["test"]["share"], "*", ms=16, mfc="none", mec="red", mew=1.5)
+            ax.annotate(f"preset {name}", (p["test"]["evals_ratio"], p["test"]["share"]), color="red", fontsize=8,
+                        xytext=(6, -10), textcoords="offset points")
+    for b in BUDGETS.values():
+        ax.axvline(b, color="red", lw=0.7, ls=":")
+    ax.axhline(0.8, color="red", lw=0.7, ls=":")
+    ax.axhline(0.0, color="grey", lw=0.7)
+    ax.axhline(1.0, color="tab:blue", lw=0.7, ls=":")
+    ax.set_xlabel("model evaluations per image / plain CFG at the same steps")
+    ax.set_ylabel("share of the quality preset's gain over plain CFG (test seeds)")
+    ax.set_title(f"{doc['testbed']} ({doc['group']}): {doc['metric']['label']}, gain = all-ω "
+                 f"{doc['metric']['all_omega_aggregate']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    omegas = [float(o) for o in doc["omegas"]]
+    show = ["cfg[" in lab or pts[lab]["family"] == "quality" for lab in pts]
+    chosen = {pr["label"] for pr in (presets or {}).values() if pr}
+    for (lab, p), s in zip(pts.items(), show, strict=True):
+        if p["kind"] == "cfg" or not (s or lab in chosen):
+            continue
+        d = [p["test"]["per_omega"][o]["vs_cfg"] for o in doc["omegas"]]
+        mean = [v["mean"] for v in d]
+        err = [[max(0.0, v["mean"] - v["lo"]) for v in d], [max(0.0, v["hi"] - v["mean"]) for v in d]]
+        name = next((n for n, pr in (presets or {}).items() if pr and pr["label"] == lab), None)
+        ax2.errorbar(omegas, mean, yerr=err, marker="o", ms=3, capsize=2, lw=1.6 if name else 1.0,
+                     ls="--" if p["kind"] == "control" else "-",
+                     color=None if name else FAMILY_COLOURS[p["family"]],
+                     label=(f"preset {name}: " if name else "") + lab)
+    ax2.axhline(0.0, color="grey", lw=0.8)
+    ax2.set_xscale("log")
+    ax2.set_xticks(omegas)
+    ax2.set_xticklabels([f"{o:g}" for o in omegas])
+    ax2.minorticks_off()
+    ax2.set_xlabel("guidance weight ω")
+    better = "< 0" if doc["metric"]["lower_is_better"] else "> 0"
+    ax2.set_title(f"Δ score vs plain CFG (paired bootstrap 95 %, test seeds; {better}: better)", fontsize=9)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=6.5)
+    fig.suptitle(f"frontier {doc['testbed']}: tuning seeds {doc['tuning_seeds']}, test seeds {doc['test_seeds']}, "
+                 f"{doc['steps']} Euler steps; runtime {doc['runtime_s']['total_s']:.0f} s", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """One table: every point's evaluations, wall time and share (tuning, test) and per-ω Δ on test."""
+    lines = [f"### frontier {doc['testbed']} ({doc['group']}): {doc['metric']['label']}",
+             "| point | evals × CFG | wall × CFG | share (tuning) | share (test) | "
+             + " | ".join(f"Δ ω={o}" for o in doc["omegas"]) + " |",
+             "|---|---|---|---|---|" + "---|" * len(doc["omegas"])]
+    for lab, p in doc["points"].items():
+        te = p["test"]
+        d = " | ".join("" if p["kind"] == "cfg" else f"{te['per_omega'][o]['vs_cfg']['mean']:+.3g}"
+                       f"{ {'better': ' ▲', 'worse': ' ▼', 'tie': ''}[te['per_omega'][o]['vs_cfg']['sig']]}"
+                       for o in doc["omegas"])
+        lines.append(f"| {lab} | {te['evals_ratio']:.2f} | {te['wall_time_ratio']:.2f} | "
+                     f"{p['tuning']['share']:.2f} | {te['share']:.2f} | {d} |")
+    return "\n".join(lines)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _presets_path(out_dir: Path, quick: bool) -> Path:
+    return out_dir / f"frontier_presets{'_quick' if quick else ''}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__.split("\n\n")[0])
+    p.add_argument("--testbed", choices=TESTBEDS, default="known_score")
+    p.add_argument("--quick", action="store_true", help="reduced points and sizes (CI smoke run)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/results)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--choose", action="store_true",
+                   help="choose the presets from the frontier JSONs in --out (all testbeds); redraw their PNGs")
+    p.add_argument("--markdown", action="store_true", help="print the Markdown table")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+    out_dir = args.out or DEFAULT_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    if args.choose:
+        docs = {tb: json.loads((out_dir / f"frontier_{tb}{suffix}.json").read_text()) for tb in TESTBEDS
+                if (out_dir / f"frontier_{tb}{suffix}.json").exists()}
+        if not docs:
+            p.error(f"no frontier_<testbed>{suffix}.json in {out_dir}")
+        chosen = choose(docs)
+        _presets_path(out_dir, args.quick).write_text(json.dumps(chosen, indent=1, allow_nan=True))
+        for tb, doc in docs.items():
+            plot(doc, out_dir / f"frontier_{tb}{suffix}.png", chosen["presets"])
+            if args.markdown:
+                sys.stdout.write(markdown(doc) + "\n\n")
+        log.info("wrote %s: %s", _presets_path(out_dir, args.quick),
+                 {k: v and v["label"] for k, v in chosen["presets"].items()})
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python -m benchmarks.frontier " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                      else sys.argv[1:]))
+    try:
+        doc = run(args.testbed, args.quick, None, command)
+    finally:
+        from scripts import comfy_inprocess
+
+        comfy_inprocess.release_models()
+    json_path = out_dir / f"frontier_{args.testbed}{suffix}.json"
+    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=_json_default))
+    presets_file = _presets_path(out_dir, args.quick)
+    presets = json.loads(presets_file.read_text())["presets"] if presets_file.exists() else None
+    png = plot(doc, out_dir / f"frontier_{args.testbed}{suffix}.png", presets)
+    if args.markdown:
+        sys.stdout.write(markdown(doc) + "\n")
+    log.info("wrote %s and %s (%.0f s)", json_path, png, doc["runtime_s"]["total_s"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

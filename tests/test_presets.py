@@ -1,0 +1,230 @@
+"""Issue 15: the ``preset`` input of the three DiffIER nodes.
+
+* each preset's model evaluations, counted row by row through ComfyUI's real sampler (an ``APPLY_MODEL`` wrapper,
+  as benchmarks/harness.py counts), on all three routes, against the bound the preset promises;
+* a workflow without ``preset`` gives the image that ``preset = quality`` and ``preset = custom`` give, and the
+  image of the code path the nodes ran before the input existed (``DiffIERPatch(build_config(...), start, end)``),
+  bit for bit: the same kernels on the same shapes in one process (a same-machine claim, as in tests/test_nodes.py);
+* a bad preset is an error naming ``preset`` (at queue time through ComfyUI's own validation, and when the node runs);
+* the shipped presets, their tooltip and the README agree with docs/results/frontier_presets.json, which the frontier
+  benchmark wrote (so the presets' settings and numbers come from the measured frontier).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import make_latent, make_model
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_IDS = ("DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider")
+DIFFIER = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4, "start_percent": 0.0,
+           "end_percent": 1.0}
+PRESETS_JSON = REPO / "docs" / "results" / "frontier_presets.json"
+
+
+@functools.cache
+def tiny():
+    return make_model("eps", seed=0)
+
+
+def counting(tm):
+    """A clone of the tiny model whose every ``apply_model`` call adds its batch rows to ``rows[0]``."""
+    import comfy.patcher_extension
+
+    rows = [0]
+
+    def count(executor, x, t, *args, **kwargs):
+        rows[0] += x.shape[0]
+        return executor(x, t, *args, **kwargs)
+
+    m = tm.patcher.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "preset-test-count", count)
+    return m, rows
+
+
+def sample(run_node, route: str, model, steps: int, seed: int = 3, cfg: float = 4.0, **diffier):
+    """One euler run of ``route`` (a node id) with the DiffIER inputs ``diffier``; the latent."""
+    tm = tiny()
+    pos, neg, latent = tm.make_cond(1, seed=1), tm.make_cond(1, seed=0), make_latent(tm, 1)
+    if route == "KSamplerDiffIER" or route == "KSampler":
+        out = run_node(route, model=model, seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal",
+                       positive=pos, negative=neg, latent_image=latent, denoise=1.0, **diffier)
+        return out[0]["samples"]
+    if route == "DiffIERGuider":
+        (patched,) = run_node("DiffIERGuider", model=model, **diffier)
+        return sample(run_node, "KSampler", patched, steps, seed, cfg)
+    (guider,) = run_node("DiffIERCFGGuider", model=model, positive=pos, negative=neg, cfg=cfg, **diffier)
+    (noise,) = run_node("RandomNoise", noise_seed=seed)
+    (sampler,) = run_node("KSamplerSelect", sampler_name="euler")
+    (sigmas,) = run_node("BasicScheduler", model=tm.patcher, scheduler="normal", steps=steps, denoise=1.0)
+    out = run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                   latent_image=latent)
+    return out[0]["samples"]
+
+
+def rows_of(run_node, route: str, steps: int, **diffier) -> int:
+    m, rows = counting(tiny())
+    sample(run_node, route, m, steps, **diffier)
+    return rows[0]
+
+
+# -- evaluation counts -------------------------------------------------------------------------------
+@pytest.mark.parametrize("route", NODE_IDS)
+def test_each_preset_costs_what_it_promises(pack_module, run_node, route):
+    """Plain CFG: 2 rows per euler step. balanced/fast: exactly ``ceil(n / stride) · max_iters`` extra rows
+    (one cond row per iteration), within 1.5× / 1.2× of plain CFG; quality: up to 4 extra rows per step."""
+    P = pack_module.diffier_core.presets
+    budgets = {"balanced": 1.5, "fast": 1.2}
+    for steps in (10, 16):
+        plain = rows_of(run_node, "KSampler", steps)
+        assert plain == 2 * steps
+        for name, budget in budgets.items():
+            s = P.CHEAP_PRESETS[name]
+            got = rows_of(run_node, route, steps, **DIFFIER, preset=name)
+            assert got - plain == math.ceil(steps / s.stride) * s.max_iters, (route, name, steps, got)
+            assert got - plain == P.extra_rows_bound(s, steps)
+            assert got <= budget * plain + 1e-9, (route, name, steps, got / plain)
+        quality = rows_of(run_node, route, steps, **DIFFIER, preset="quality")
+        assert 2 * steps + steps <= quality <= 2 * steps + 4 * steps   # ≥ 1 iteration per step, ≤ max_iters
+        assert quality > budgets["balanced"] * plain   # full DiffIER really is the expensive one here
+        assert rows_of(run_node, route, steps, **DIFFIER, preset="custom") == quality
+
+
+def test_cheap_presets_hold_their_budget_for_typical_step_counts(pack_module):
+    P = pack_module.diffier_core.presets
+    for name, budget in (("balanced", 1.5), ("fast", 1.2)):
+        s = P.CHEAP_PRESETS[name]
+        assert s.mode == "consistency" and s.inner_guidance == "cond"
+        for steps in range(8, 151):
+            assert 2 * steps + P.extra_rows_bound(s, steps) <= budget * 2 * steps + 1e-9, (name, steps)
+
+
+def test_cheap_presets_ignore_the_explicit_inputs(run_node):
+    """balanced/fast replace every other DiffIER input: widgets set elsewhere change nothing."""
+    for name in ("balanced", "fast"):
+        a = sample(run_node, "KSamplerDiffIER", tiny().patcher, 6, **DIFFIER, preset=name)
+        b = sample(run_node, "KSamplerDiffIER", tiny().patcher, 6, **{**DIFFIER, "eta": 0.9, "max_iters": 9,
+                                                                       "start_percent": 0.5}, preset=name,
+                   inner_guidance="cfg")
+        assert torch.equal(a, b), name
+    c = sample(run_node, "KSamplerDiffIER", tiny().patcher, 6, **{**DIFFIER, "eta": 0.9}, preset="custom")
+    d = sample(run_node, "KSamplerDiffIER", tiny().patcher, 6, **DIFFIER, preset="custom")
+    assert not torch.equal(c, d)   # custom: the inputs rule
+
+
+# -- old workflows ---------------------------------------------------------------------------------
+def test_without_preset_the_image_is_bit_identical_to_quality_and_to_before(pack_module, run_node):
+    tm = tiny()
+    nodes = pack_module.nodes
+    inputs = {**DIFFIER, "inner_guidance": "cond"}
+    # before the input existed, every node ran exactly this (nodes/guider.py at the previous commit)
+    config = nodes.common.build_config(inputs["mode"], inputs["eta"], inputs["threshold"], inputs["max_iters"],
+                                       inputs["inner_guidance"])
+    before = sample(run_node, "KSampler", nodes.patch.DiffIERPatch(config, 0.0, 1.0).apply(tm.patcher), 5)
+    plain = sample(run_node, "KSampler", tm.patcher, 5)
+    assert not torch.equal(before, plain)   # DiffIER did something
+    for route in NODE_IDS:
+        old = sample(run_node, route, tm.patcher, 5, **inputs)                     # an old workflow: no preset
+        older = sample(run_node, route, tm.patcher, 5, **DIFFIER)                   # nor inner_guidance
+        assert torch.equal(old, before), route
+        assert torch.equal(older, before), route
+        for preset in ("quality", "custom"):
+            assert torch.equal(sample(run_node, route, tm.patcher, 5, **inputs, preset=preset), before), (route,
+                                                                                                          preset)
+
+
+def test_preset_is_optional_last_and_defaults_to_quality(comfy_nodes):
+    for node_id in NODE_IDS:
+        info = comfy_nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()
+        optional = info["input"]["optional"]
+        assert list(optional)[-1] == "preset" and "preset" not in info["input"]["required"]
+        assert optional["preset"][1]["options"] == ["quality", "balanced", "fast", "custom"]
+        assert optional["preset"][1]["default"] == "quality"
+
+
+# -- validation ------------------------------------------------------------------------------------
+def test_a_bad_preset_is_rejected_naming_the_input(comfy_nodes, comfy_loop, run_node):
+    import execution
+
+    for node_id in NODE_IDS:
+        cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+        combos = {"mode": "consistency", "inner_guidance": "cond"}
+        if node_id == "KSamplerDiffIER":
+            combos.update(sampler_name="euler", scheduler="normal")
+        assert cls.validate_inputs(**combos, preset="fast") is True
+        assert cls.validate_inputs(**combos) is True       # absent: an old workflow
+        msg = cls.validate_inputs(**combos, preset="turbo")
+        assert "'preset'" in msg and "'turbo'" in msg and "balanced" in msg, msg
+    # at queue time, through ComfyUI's own prompt validation
+    prompt = {"1": {"class_type": "KSamplerDiffIER", "inputs": {
+        "model": ["2", 0], "seed": 0, "steps": 20, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+        "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0, **DIFFIER,
+        "preset": "turbo"}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
+        "3": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["5", 0]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 1], "text": "x"}}}
+    ok, errors, _ = comfy_loop.run_until_complete(execution.validate_inputs("p", copy.deepcopy(prompt), "1", {}))
+    assert ok is False
+    by_input = {e["extra_info"]["input_name"]: e for e in errors}
+    assert "preset" in by_input and "'turbo'" in by_input["preset"]["details"], errors
+    # a value that reaches the node anyway (through a link) fails when it runs, naming the input
+    with pytest.raises(ValueError, match="'preset'"):
+        sample(run_node, "KSamplerDiffIER", tiny().patcher, 2, **DIFFIER, preset="turbo")
+
+
+def test_resolve_preset_unit(pack_module):
+    P = pack_module.diffier_core.presets
+    explicit = P.PresetSettings("paper", 0.1, 0.0, 7, 0.2, 0.8, "cfg")
+    assert P.resolve_preset(None, explicit) is explicit
+    assert P.resolve_preset("quality", explicit) is explicit and P.resolve_preset("custom", explicit) is explicit
+    assert P.resolve_preset("fast", explicit) == P.CHEAP_PRESETS["fast"]
+    for bad in ("Fast", "", 3):
+        with pytest.raises(pack_module.diffier_core.DiffIERParameterError, match="'preset'"):
+            P.resolve_preset(bad, explicit)
+
+
+# -- the presets come from the measured frontier --------------------------------------------------
+def test_presets_and_tooltip_match_the_measured_frontier(pack_module, comfy_nodes):
+    P = pack_module.diffier_core.presets
+    chosen = json.loads(PRESETS_JSON.read_text())
+    assert sorted(chosen["testbeds"]) == ["digits", "known_score"]
+    tooltip = comfy_nodes.NODE_CLASS_MAPPINGS["DiffIERGuider"].GET_NODE_INFO_V1()["input"]["optional"]["preset"][1][
+        "tooltip"]
+    docs = {tb: json.loads((REPO / "docs" / "results" / f"frontier_{tb}.json").read_text())
+            for tb in chosen["testbeds"]}
+    for name, settings in P.CHEAP_PRESETS.items():
+        c = chosen["presets"][name]
+        want = c["settings"]
+        assert (settings.mode, settings.eta, settings.threshold, settings.max_iters, settings.start_percent,
+                settings.end_percent, settings.inner_guidance, settings.stride) == (
+            want["mode"], want["eta"], want["threshold"], want["max_iters"], want["start_percent"],
+            want["end_percent"], want["inner_guidance"], want["stride"]), name
+        for tb, numbers in c["per_testbed"].items():
+            measured = P.MEASURED[name]
+            assert measured["evals_ratio"][tb] == pytest.approx(numbers["evals_ratio"], abs=5e-3), (name, tb)
+            assert measured["wall_time_ratio"][tb] == pytest.approx(numbers["wall_time_ratio"], abs=5e-3), (name, tb)
+            assert measured["share"][tb] == pytest.approx(numbers["test_share"], abs=5e-3), (name, tb)
+            assert numbers["evals_ratio"] <= c["budget"] + 1e-9
+            assert f"{100 * numbers['test_share']:.0f} %" in tooltip, (name, tb, tooltip)
+            assert f"{numbers['evals_ratio']:.2f}×" in tooltip
+        # the choice is the rule applied to the recorded tuning numbers: no other point within budget on every
+        # testbed has a larger smallest tuning share
+        ok = [lab for lab in docs["digits"]["points"]
+              if all(d["points"][lab]["kind"] == "diffier"
+                     and d["points"][lab]["tuning"]["evals_ratio"] <= c["budget"] + 1e-9 for d in docs.values())]
+        assert c["label"] in ok and all(_worst(docs, c["label"]) >= _worst(docs, lab) for lab in ok), name
+
+
+def _worst(docs: dict, label: str) -> float:
+    """The smallest tuning share of ``label`` over the testbeds."""
+    return min(d["points"][label]["tuning"]["share"] for d in docs.values())
