@@ -341,9 +341,14 @@ def _mean(values: list[float]) -> float:
 # presets across testbeds
 
 
+#: two points whose smallest tuning shares differ by less than this fraction of the best are tied (see :func:`choose`)
+TIE = 0.02
+
+
 def choose(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The presets: per budget, the DiffIER point within budget on every testbed (tuning evaluations) whose
-    smallest tuning share over the testbeds is largest; its test numbers as measured."""
+    smallest tuning share over the testbeds is largest; points within TIE (2 %) of that best are tied, and the tie
+    goes to the larger mean tuning share over the testbeds. Its test numbers as measured."""
     labels = set.intersection(*(set(d["points"]) for d in docs.values()))
     out: dict[str, Any] = {"testbeds": sorted(docs), "rule": choose.__doc__.replace("\n    ", " ").strip(),
                            "presets": {}}
@@ -354,11 +359,16 @@ def choose(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if not ok:
             out["presets"][name] = None
             continue
-        best = max(ok, key=lambda lab: min(_finite(d["points"][lab]["tuning"]["share"]) for d in docs.values()))
+        worst = {lab: min(_finite(d["points"][lab]["tuning"]["share"]) for d in docs.values()) for lab in ok}
+        mean = {lab: sum(_finite(d["points"][lab]["tuning"]["share"]) for d in docs.values()) / len(docs) for lab in ok}
+        top = max(worst.values())
+        tied = [lab for lab in ok if worst[lab] >= top - TIE * abs(top)]
+        best = max(tied, key=lambda lab: mean[lab])
         ref = next(iter(docs.values()))["points"][best]
         out["presets"][name] = {
             "label": best, "budget": budget, "settings": ref["settings"],
             "per_testbed": {tb: _preset_numbers(d["points"][best]) for tb, d in docs.items()},
+            "tied_on_smallest_share": tied,
             "target_met": all(d["points"][best]["test"]["share"] >= 0.8 for d in docs.values()),
         }
     return out
@@ -381,6 +391,7 @@ def _finite(v: float) -> float:
 
 FAMILY_COLOURS = {"quality": "tab:blue", "iterations": "tab:orange", "window": "tab:green", "stride": "tab:purple",
                   "inner": "tab:brown", "cfg_steps": "grey", "cfg": "black"}
+PRESET_COLOURS = {"balanced": "tab:red", "fast": "tab:pink"}
 
 
 def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None) -> Path:
@@ -391,6 +402,7 @@ def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None)
     import matplotlib.pyplot as plt
 
     pts = doc["points"]
+    front = pareto(pts)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 5.6))
     for fam, colour in FAMILY_COLOURS.items():
         sel = [(lab, p) for lab, p in pts.items() if p["family"] == fam]
@@ -404,8 +416,9 @@ def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None)
             ci = p["test"].get("share_ci95_approx")
             if ci:
                 ax.plot([x, x], ci, color=colour, lw=0.7, alpha=0.6)
-            ax.annotate(lab.removeprefix("diffier(").removesuffix(")"), (x, y), fontsize=5.5, alpha=0.8,
-                        xytext=(3, 2), textcoords="offset points")
+            if lab in front or fam in ("cfg_steps", "quality"):
+                ax.annotate(lab.removeprefix("diffier(").removesuffix(")"), (x, y), fontsize=6, alpha=0.85,
+                            xytext=(3, 2), textcoords="offset points")
     for name, pr in (presets or {}).items():
         if pr and pr["label"] in pts:
             p = pts[pr["label"]]
@@ -435,7 +448,7 @@ def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None)
         name = next((n for n, pr in (presets or {}).items() if pr and pr["label"] == lab), None)
         ax2.errorbar(omegas, mean, yerr=err, marker="o", ms=3, capsize=2, lw=1.6 if name else 1.0,
                      ls="--" if p["kind"] == "control" else "-",
-                     color=None if name else FAMILY_COLOURS[p["family"]],
+                     color=PRESET_COLOURS.get(name, FAMILY_COLOURS[p["family"]]),
                      label=(f"preset {name}: " if name else "") + lab)
     ax2.axhline(0.0, color="grey", lw=0.8)
     ax2.set_xscale("log")
@@ -453,6 +466,18 @@ def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def pareto(points: dict[str, dict[str, Any]], phase: str = "test") -> set[str]:
+    """Labels of the points no other point beats on both cost (fewer evaluations) and share (labelled in the plot)."""
+    out = set()
+    for lab, p in points.items():
+        e, s = p[phase]["evals_ratio"], p[phase]["share"]
+        if not math.isfinite(s):
+            continue
+        if not any(q[phase]["evals_ratio"] <= e and q[phase]["share"] > s for q in points.values()):
+            out.add(lab)
+    return out
 
 
 def markdown(doc: dict[str, Any]) -> str:

@@ -51,61 +51,87 @@ def counting(tm):
     return m, rows
 
 
-def sample(run_node, route: str, model, steps: int, seed: int = 3, cfg: float = 4.0, **diffier):
+def sample(run_node, route: str, model, steps: int, seed: int = 3, cfg: float = 4.0, tm=None,
+           scheduler: str = "normal", **diffier):
     """One euler run of ``route`` (a node id) with the DiffIER inputs ``diffier``; the latent."""
-    tm = tiny()
+    tm = tm or tiny()
     pos, neg, latent = tm.make_cond(1, seed=1), tm.make_cond(1, seed=0), make_latent(tm, 1)
     if route == "KSamplerDiffIER" or route == "KSampler":
-        out = run_node(route, model=model, seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal",
+        out = run_node(route, model=model, seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler=scheduler,
                        positive=pos, negative=neg, latent_image=latent, denoise=1.0, **diffier)
         return out[0]["samples"]
     if route == "DiffIERGuider":
         (patched,) = run_node("DiffIERGuider", model=model, **diffier)
-        return sample(run_node, "KSampler", patched, steps, seed, cfg)
+        return sample(run_node, "KSampler", patched, steps, seed, cfg, tm, scheduler)
     (guider,) = run_node("DiffIERCFGGuider", model=model, positive=pos, negative=neg, cfg=cfg, **diffier)
     (noise,) = run_node("RandomNoise", noise_seed=seed)
     (sampler,) = run_node("KSamplerSelect", sampler_name="euler")
-    (sigmas,) = run_node("BasicScheduler", model=tm.patcher, scheduler="normal", steps=steps, denoise=1.0)
+    (sigmas,) = run_node("BasicScheduler", model=tm.patcher, scheduler=scheduler, steps=steps, denoise=1.0)
     out = run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
                    latent_image=latent)
     return out[0]["samples"]
 
 
-def rows_of(run_node, route: str, steps: int, **diffier) -> int:
-    m, rows = counting(tiny())
-    sample(run_node, route, m, steps, **diffier)
+def rows_of(run_node, route: str, steps: int, tm=None, **kwargs) -> int:
+    m, rows = counting(tm or tiny())
+    sample(run_node, route, m, steps, tm=tm, **kwargs)
     return rows[0]
 
 
 # -- evaluation counts -------------------------------------------------------------------------------
 @pytest.mark.parametrize("route", NODE_IDS)
 def test_each_preset_costs_what_it_promises(pack_module, run_node, route):
-    """Plain CFG: 2 rows per euler step. balanced/fast: exactly ``ceil(n / stride) · max_iters`` extra rows
-    (one cond row per iteration), within 1.5× / 1.2× of plain CFG; quality: up to 4 extra rows per step."""
+    """Plain CFG: 2 rows per euler step. balanced: exactly one cond row more per step (1.5×); fast: one cond row on
+    every 2nd step of its window, within 1.2×; quality: 1 to 4 extra rows per step. The rows counted at the model
+    equal the evaluations DiffIER reports (KSampler (DiffIER)'s diffier_info), on every route."""
     P = pack_module.diffier_core.presets
     budgets = {"balanced": 1.5, "fast": 1.2}
     for steps in (10, 16):
         plain = rows_of(run_node, "KSampler", steps)
         assert plain == 2 * steps
-        for name, budget in budgets.items():
-            s = P.CHEAP_PRESETS[name]
+        for name, budget in [*budgets.items(), ("quality", None)]:
             got = rows_of(run_node, route, steps, **DIFFIER, preset=name)
-            assert got - plain == math.ceil(steps / s.stride) * s.max_iters, (route, name, steps, got)
-            assert got - plain == P.extra_rows_bound(s, steps)
-            assert got <= budget * plain + 1e-9, (route, name, steps, got / plain)
-        quality = rows_of(run_node, route, steps, **DIFFIER, preset="quality")
-        assert 2 * steps + steps <= quality <= 2 * steps + 4 * steps   # ≥ 1 iteration per step, ≤ max_iters
-        assert quality > budgets["balanced"] * plain   # full DiffIER really is the expensive one here
-        assert rows_of(run_node, route, steps, **DIFFIER, preset="custom") == quality
+            m, rows = counting(tiny())
+            out = run_node("KSamplerDiffIER", model=m, seed=3, steps=steps, cfg=4.0, sampler_name="euler",
+                           scheduler="normal", positive=tiny().make_cond(1, seed=1),
+                           negative=tiny().make_cond(1, seed=0), latent_image=make_latent(tiny(), 1), denoise=1.0,
+                           **DIFFIER, preset=name)
+            assert got == rows[0] == plain + json.loads(out[1])["extra_model_evals"], (route, name, steps)
+            if budget is None:
+                assert 2 * steps + steps <= got <= 2 * steps + 4 * steps   # ≥ 1 iteration per step, ≤ max_iters
+                assert got > 1.5 * plain   # full DiffIER really is the expensive one here
+                assert rows_of(run_node, route, steps, **DIFFIER, preset="custom") == got
+                continue
+            s = P.CHEAP_PRESETS[name]
+            assert plain < got <= budget * plain + 1e-9, (route, name, steps, got / plain)
+            assert got - plain <= P.extra_rows_bound(s, steps)
+            if (s.start_percent, s.end_percent) == (0.0, 1.0):
+                assert got - plain == math.ceil(steps / s.stride) * s.max_iters, (route, name, steps, got)
 
 
-def test_cheap_presets_hold_their_budget_for_typical_step_counts(pack_module):
-    P = pack_module.diffier_core.presets
-    for name, budget in (("balanced", 1.5), ("fast", 1.2)):
-        s = P.CHEAP_PRESETS[name]
-        assert s.mode == "consistency" and s.inner_guidance == "cond"
-        for steps in range(8, 151):
-            assert 2 * steps + P.extra_rows_bound(s, steps) <= budget * 2 * steps + 1e-9, (name, steps)
+def test_cheap_presets_cost_on_every_comfyui_scheduler(pack_module, run_node):
+    """What the tooltip says: balanced exactly 1.5×; fast at most 1.2× on every scheduler at 10 and 20 steps on EPS
+    and flow models, except linear_quadratic on EPS (1.25×); 1.15× with the normal scheduler."""
+    import comfy.samplers
+
+    flow = make_model("flow", seed=0)
+    for tm, kind, steps_list in ((tiny(), "eps", (10, 20)), (flow, "flow", (10,))):
+        for scheduler in comfy.samplers.SCHEDULER_NAMES:
+            for steps in steps_list:
+                plain = rows_of(run_node, "KSampler", steps, tm=tm, scheduler=scheduler)
+                assert plain == 2 * steps
+                ratio = {n: rows_of(run_node, "KSamplerDiffIER", steps, tm=tm, scheduler=scheduler, **DIFFIER,
+                                    preset=n) / plain for n in ("balanced", "fast")}
+                assert ratio["balanced"] == 1.5, (kind, scheduler, steps)
+                limit = 1.25 if (kind, scheduler) == ("eps", "linear_quadratic") else 1.2
+                assert 1.0 < ratio["fast"] <= limit + 1e-9, (kind, scheduler, steps, ratio)
+                if scheduler == "normal":
+                    assert ratio["fast"] == 1.15
+    assert "1.25× with linear_quadratic" in _tooltip(pack_module) and "exactly 1.5×" in _tooltip(pack_module)
+
+
+def _tooltip(pack_module) -> str:
+    return pack_module.diffier_core.presets.preset_tooltip()
 
 
 def test_cheap_presets_ignore_the_explicit_inputs(run_node):
@@ -217,14 +243,19 @@ def test_presets_and_tooltip_match_the_measured_frontier(pack_module, comfy_node
             assert numbers["evals_ratio"] <= c["budget"] + 1e-9
             assert f"{100 * numbers['test_share']:.0f} %" in tooltip, (name, tb, tooltip)
             assert f"{numbers['evals_ratio']:.2f}×" in tooltip
-        # the choice is the rule applied to the recorded tuning numbers: no other point within budget on every
-        # testbed has a larger smallest tuning share
+        # the choice is the rule applied to the recorded tuning numbers: the largest smallest tuning share over the
+        # testbeds among the points within budget on every testbed, ties (within 2 %) to the larger mean share
         ok = [lab for lab in docs["digits"]["points"]
               if all(d["points"][lab]["kind"] == "diffier"
                      and d["points"][lab]["tuning"]["evals_ratio"] <= c["budget"] + 1e-9 for d in docs.values())]
-        assert c["label"] in ok and all(_worst(docs, c["label"]) >= _worst(docs, lab) for lab in ok), name
+        top = max(_shares(docs, lab)[0] for lab in ok)
+        tied = [lab for lab in ok if _shares(docs, lab)[0] >= top - 0.02 * abs(top)]
+        assert sorted(tied) == sorted(c["tied_on_smallest_share"]), name
+        assert c["label"] == max(tied, key=lambda lab: _shares(docs, lab)[1]), name
+        assert c["target_met"] == all(n["test_share"] >= 0.8 for n in c["per_testbed"].values())
 
 
-def _worst(docs: dict, label: str) -> float:
-    """The smallest tuning share of ``label`` over the testbeds."""
-    return min(d["points"][label]["tuning"]["share"] for d in docs.values())
+def _shares(docs: dict, label: str) -> tuple[float, float]:
+    """The smallest and the mean tuning share of ``label`` over the testbeds."""
+    v = [d["points"][label]["tuning"]["share"] for d in docs.values()]
+    return min(v), sum(v) / len(v)
