@@ -6,6 +6,8 @@
   image of the code path the nodes ran before the input existed (``DiffIERPatch(build_config(...), start, end)``),
   bit for bit: the same kernels on the same shapes in one process (a same-machine claim, as in tests/test_nodes.py);
 * a bad preset is an error naming ``preset`` (at queue time through ComfyUI's own validation, and when the node runs);
+* on a real server, an old API prompt (no ``preset``) queues, runs and equals ``preset = quality``; a bad preset is a
+  400 naming the input;
 * the shipped presets, their tooltip and the README agree with docs/results/frontier_presets.json, which the frontier
   benchmark wrote (so the presets' settings and numbers come from the measured frontier).
 """
@@ -259,3 +261,45 @@ def _shares(docs: dict, label: str) -> tuple[float, float]:
     """The smallest and the mean tuning share of ``label`` over the testbeds."""
     v = [d["points"][label]["tuning"]["share"] for d in docs.values()]
     return min(v), sum(v) / len(v)
+
+
+# -- through the HTTP API of a real server ------------------------------------------------------------
+def _digits_prompt(prefix: str, **diffier) -> dict:
+    """The digits demo model → KSampler (DiffIER) → SaveLatent, as an old API workflow (no ``preset``)."""
+    return {
+        "1": {"class_type": "DiffIERDemoModelLoader", "inputs": {"model_name": "digits_diffusion.safetensors"}},
+        "2": {"class_type": "DiffIERDemoCondition", "inputs": {"model": ["1", 0], "digit": "7"}},
+        "3": {"class_type": "DiffIERDemoCondition", "inputs": {"model": ["1", 0], "digit": "unconditional"}},
+        "4": {"class_type": "DiffIERDemoEmptyLatent", "inputs": {"batch_size": 1}},
+        "5": {"class_type": "KSamplerDiffIER", "inputs": {
+            "model": ["1", 0], "seed": 11, "steps": 4, "cfg": 3.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0, **DIFFIER,
+            **diffier}},
+        "6": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": prefix}},
+    }
+
+
+@pytest.mark.slow
+def test_old_api_workflow_and_presets_on_a_real_server():
+    """An API prompt without ``preset`` queues and runs and equals ``preset = quality``; ``balanced`` runs with one
+    extra evaluation per step; a bad preset is a 400 naming the input."""
+    from safetensors.torch import load_file
+    from server_harness import ComfyServer, PromptRejected
+
+    with ComfyServer() as server:
+        latents, texts = {}, {}
+        for name, extra in (("old", {}), ("quality", {"preset": "quality"}), ("balanced", {"preset": "balanced"})):
+            result = server.run(_digits_prompt(f"preset_{name}", **extra), timeout=300)
+            texts[name] = " ".join(result.outputs["5"]["text"])
+            record = result.outputs["6"]["latents"][0]
+            latents[name] = load_file(str(server.output_file(record)))["latent_tensor"]
+        assert torch.equal(latents["old"], latents["quality"])
+        assert not torch.equal(latents["old"], latents["balanced"])
+        assert "4 steps corrected, 1.00 mean iterations, 4 extra evaluations" in texts["balanced"], texts
+        with pytest.raises(PromptRejected) as info:
+            server.queue(_digits_prompt("preset_bad", preset="turbo"))
+        assert info.value.status == 400
+        errors = info.value.body["node_errors"]["5"]["errors"]
+        assert "preset" in {e["extra_info"]["input_name"] for e in errors}, errors
+        assert "turbo" in json.dumps(errors)
+        assert server.alive()
