@@ -40,7 +40,6 @@ from typing import Any
 
 import torch
 
-from benchmarks import cost_and_chains as CC
 from benchmarks import tuned as TB
 from benchmarks import tuning as T
 
@@ -178,18 +177,12 @@ def control_steps(base: int, quick: bool) -> list[int]:
 # beds
 
 
-class KnownScoreBed(TB.KnownScoreBed):
-    """:class:`benchmarks.tuned.KnownScoreBed` on the ``overspread`` regime only."""
-
-    def __init__(self, quick: bool, samples: int, steps: int) -> None:
-        CC.KnownScoreBed.__init__(self, quick, None, samples, [GROUPS["known_score"]], steps)
-
-
 def make_beds(testbed: str, quick: bool, size: dict[str, Any]) -> tuple[Any, Any]:
     """Tuning and test beds (:mod:`benchmarks.tuned`'s)."""
     if testbed == "known_score":
-        return KnownScoreBed(quick, size["tuning_samples"], size["steps"]), KnownScoreBed(
-            quick, size["test_samples"], size["steps"])
+        regimes = [GROUPS["known_score"]]
+        return (TB.KnownScoreBed(quick, size["tuning_samples"], size["steps"], regimes),
+                TB.KnownScoreBed(quick, size["test_samples"], size["steps"], regimes))
     if testbed == "digits":
         return TB.make_beds("digits", quick, size)
     raise ValueError(f"testbed must be one of {list(TESTBEDS)}, got {testbed!r}")
@@ -496,12 +489,6 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def _presets_path(out_dir: Path, quick: bool) -> Path:
     return out_dir / f"frontier_presets{'_quick' if quick else ''}.json"
 
@@ -546,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
 
         comfy_inprocess.release_models()
     json_path = out_dir / f"frontier_{args.testbed}{suffix}.json"
-    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=_json_default))
+    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=TB.json_default))
     presets_file = _presets_path(out_dir, args.quick)
     presets = json.loads(presets_file.read_text())["presets"] if presets_file.exists() else None
     png = plot(doc, out_dir / f"frontier_{args.testbed}{suffix}.png", presets)

@@ -79,8 +79,8 @@ class KnownScoreBed(CC.KnownScoreBed):
     aggregate = "difference"
     score_label = "class-wise energy distance ↓"
 
-    def __init__(self, quick: bool, samples: int, steps: int) -> None:
-        super().__init__(quick, None, samples, None, steps)
+    def __init__(self, quick: bool, samples: int, steps: int, regimes: list[str] | None = None) -> None:
+        super().__init__(quick, None, samples, regimes, steps)
 
 
 class DigitsBed(CC.DigitsBed):
@@ -376,7 +376,8 @@ def _robust_ylim(ax: Any) -> None:
     ax.set_ylim(lo - pad, hi + pad)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` ``default``: tensors as lists."""
     if isinstance(o, torch.Tensor):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         comfy_inprocess.release_models()
     stem = f"tuned_{args.testbed}{'_quick' if args.quick else ''}"
     json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=_json_default))
+    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=json_default))
     png = plot(doc, out_dir / f"{stem}.png")
     if args.markdown:
         sys.stdout.write(markdown(doc) + "\n")

@@ -9,10 +9,9 @@ from .common import (
     DEFAULT_INNER_GUIDANCE,
     DEFAULT_PRESET,
     diffier_inputs,
-    resolve_inputs,
+    diffier_patch,
     validate_diffier_inputs,
 )
-from .patch import DiffIERPatch
 
 
 class DiffIERCFGGuider(io.ComfyNode):
@@ -44,7 +43,5 @@ class DiffIERCFGGuider(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
                 end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
-        config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent,
-                                                    end_percent, inner_guidance)
-        patch = DiffIERPatch(config, start, end, stride=stride)
+        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance)
         return io.NodeOutput(adapter.cfg_guider(patch.apply(model), positive, negative, cfg))

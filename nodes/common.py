@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..diffier_core import (
@@ -15,6 +16,7 @@ from ..diffier_core import (
 )
 from ..diffier_core.presets import DEFAULT_PRESET, PRESETS, PresetSettings, preset_tooltip, resolve_preset
 from .comfy_adapter import io
+from .patch import DiffIERPatch
 
 CATEGORY = "sampling/diffier"
 
@@ -96,10 +98,18 @@ def resolve_inputs(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: 
     explicit = PresetSettings(config.mode, config.eta, config.threshold, config.max_iters, start, end,
                               config.inner_guidance)
     chosen = resolve_preset(preset, explicit)
-    if chosen is explicit:
-        return config, start, end, 1
-    return (build_config(chosen.mode, chosen.eta, chosen.threshold, chosen.max_iters, chosen.inner_guidance),
-            chosen.start_percent, chosen.end_percent, chosen.stride)
+    if chosen is not explicit:
+        config = build_config(chosen.mode, chosen.eta, chosen.threshold, chosen.max_iters, chosen.inner_guidance)
+    return config, chosen.start_percent, chosen.end_percent, chosen.stride
+
+
+def diffier_patch(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: Any, start_percent: Any,
+                  end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE,
+                  on_run_end: Callable[[dict[str, Any]], None] | None = None) -> DiffIERPatch:
+    """The :class:`DiffIERPatch` all three nodes apply: their inputs resolved under ``preset`` (``resolve_inputs``)."""
+    config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent, end_percent,
+                                                inner_guidance)
+    return DiffIERPatch(config, start, end, on_run_end=on_run_end, stride=stride)
 
 
 def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any = None,

@@ -11,10 +11,9 @@ from .common import (
     DEFAULT_INNER_GUIDANCE,
     DEFAULT_PRESET,
     diffier_inputs,
-    resolve_inputs,
+    diffier_patch,
     validate_diffier_inputs,
 )
-from .patch import DiffIERPatch
 
 
 class KSamplerDiffIER(io.ComfyNode):
@@ -64,10 +63,9 @@ class KSamplerDiffIER(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
                 inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
-        config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent,
-                                                    end_percent, inner_guidance)
         summaries: list[dict] = []
-        patch = DiffIERPatch(config, start, end, on_run_end=summaries.append, stride=stride)
+        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
+                              on_run_end=summaries.append)
         latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
                                          negative, latent_image, denoise=denoise)
         patch.finish_fallback()  # only where this ComfyUI has no outer-sample wrapper (see comfy_adapter)

@@ -30,7 +30,6 @@ from . import comfy_adapter as adapter
 
 log = logging.getLogger("DiffIER")
 
-RUNS_KEY = adapter.RUNS_KEY
 WRAPPER_KEY = "diffier"
 
 

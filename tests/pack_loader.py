@@ -11,17 +11,27 @@ PACK_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "comfyui_diffier_under_test"
 
 
-def import_pack() -> ModuleType:
-    """The pack's top-level package (its ``__init__`` imports nothing from ComfyUI until called)."""
-    module = sys.modules.get(PACKAGE_NAME)
+def import_folder(name: str, folder: Path) -> ModuleType:
+    """``folder`` (with an ``__init__.py``) imported as the package ``name``, once; its submodules import relatively."""
+    module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE_NAME, PACK_DIR / "__init__.py", submodule_search_locations=[str(PACK_DIR)]
-        )
+        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
         module = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE_NAME] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
     return module
+
+
+def import_from_folder(name: str, folder: Path, submodule: str) -> ModuleType:
+    """``<name>.<submodule>`` of :func:`import_folder` (e.g. ``benchmarks/tuning.py`` without sys.path)."""
+    import_folder(name, folder)
+    return importlib.import_module(f"{name}.{submodule}")
+
+
+def import_pack() -> ModuleType:
+    """The pack's top-level package (its ``__init__`` imports nothing from ComfyUI until called)."""
+    return import_folder(PACKAGE_NAME, PACK_DIR)
 
 
 def import_core() -> ModuleType:

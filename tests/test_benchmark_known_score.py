@@ -7,8 +7,6 @@ largest ω) in every error regime.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pack_loader import import_from_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -26,13 +25,7 @@ _PKG = "_diffier_benchmarks_under_test"
 
 def _bench(module: str):
     """``benchmarks.<module>`` loaded by file path (the repository root is not importable under pytest)."""
-    if _PKG not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_PKG, REPO / "benchmarks" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "benchmarks")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[_PKG] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{_PKG}.{module}")
+    return import_from_folder(_PKG, REPO / "benchmarks", module)
 
 
 def test_gmm_model_through_comfyui_matches_the_analytic_denoiser(comfy_nodes):

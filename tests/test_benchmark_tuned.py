@@ -10,8 +10,6 @@ controls spend DiffIER's tuned evaluation count.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -21,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pack_loader import import_from_folder
 
 REPO = Path(__file__).resolve().parent.parent
 _PKG = "_diffier_benchmarks_under_test"
@@ -29,13 +28,7 @@ METHODS = ("cfg", "apg", "diffier", "rescalecfg", "epsilon_scaling", "cfgzerosta
 
 def _tuning():
     """``benchmarks.tuning`` loaded by file path (the repository root is not importable under pytest)."""
-    if _PKG not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_PKG, REPO / "benchmarks" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "benchmarks")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[_PKG] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{_PKG}.tuning")
+    return import_from_folder(_PKG, REPO / "benchmarks", "tuning")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ subprocess, and the workflows are the shipped files, unchanged (their models shi
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pack_loader import import_from_folder
 from PIL import Image
 from server_harness import ComfyServer
 
@@ -86,14 +85,7 @@ def test_chromium_target_accepts_a_browser_or_says_what_is_wrong(tmp_path):
 def _queue_workflow_module():
     """``scripts/queue_workflow.py`` imported as a submodule of ``scripts/`` loaded by file path (the repository
     root is never put on sys.path)."""
-    pkg = "_diffier_scripts"
-    if pkg not in sys.modules:
-        spec = importlib.util.spec_from_file_location(pkg, REPO_ROOT / "scripts" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO_ROOT / "scripts")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[pkg] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{pkg}.queue_workflow")
+    return import_from_folder("_diffier_scripts", REPO_ROOT / "scripts", "queue_workflow")
 
 
 def test_output_folder_is_where_comfyui_saves(comfy_root):

@@ -4,16 +4,14 @@ and the grid. The end-to-end behaviour on real servers is in ``test_sweep_server
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pack_loader import import_from_folder
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,13 +20,7 @@ _PKG = "_diffier_sweep_under_test"
 
 def sweep(module: str):
     """``benchmarks/sweep/<module>.py``, loaded by file path (the repository root is not importable in tests)."""
-    if _PKG not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_PKG, REPO / "benchmarks" / "sweep" / "__init__.py",
-                                                      submodule_search_locations=[str(REPO / "benchmarks" / "sweep")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[_PKG] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{_PKG}.{module}")
+    return import_from_folder(_PKG, REPO / "benchmarks" / "sweep", module)
 
 
 M = sweep("metrics")
