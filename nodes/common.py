@@ -15,6 +15,7 @@ from ..diffier_core import (
     validate_window,
 )
 from ..diffier_core.presets import DEFAULT_PRESET, PRESETS, PresetSettings, preset_tooltip, resolve_preset
+from . import comfy_adapter as adapter
 from .comfy_adapter import io
 from .patch import DiffIERPatch
 
@@ -141,3 +142,39 @@ def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any =
     except DiffIERError as exc:
         return str(exc)
     return True
+
+
+class DiffIERNode(io.ComfyNode):
+    """Base of the three DiffIER nodes (not a node itself): the shared schema frame and the combo check.
+
+    A subclass writes ``define_schema`` as ``cls.diffier_schema(...)`` with its own leading inputs, and
+    ``execute``; DiffIER's inputs (:func:`diffier_inputs`) always follow the node's own.
+    """
+
+    @classmethod
+    def diffier_schema(cls, node_id: str, display_name: str, alias: str, description: str,
+                       inputs: list[io.Input], outputs: list[io.Output]) -> io.Schema:
+        """The node's schema: category ``sampling/diffier``, DiffIER search aliases, ``inputs`` then DiffIER's.
+
+        Args:
+            node_id: the node id saved workflows refer to (never change it).
+            display_name: the title in the node menu.
+            alias: one more search alias besides "DiffIER" and "iterative error reduction".
+            description: the node's help text.
+            inputs: the node's own inputs, before DiffIER's.
+            outputs: the node's outputs.
+        """
+        return io.Schema(
+            node_id=node_id,
+            **adapter.schema_extras(search_aliases=["DiffIER", "iterative error reduction", alias]),
+            display_name=display_name,
+            category=CATEGORY,
+            description=description,
+            inputs=[*inputs, *diffier_inputs()],
+            outputs=outputs,
+        )
+
+    @classmethod
+    def validate_inputs(cls, mode, inner_guidance=None, preset=None) -> bool | str:
+        """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
+        return validate_diffier_inputs(mode, inner_guidance, preset)

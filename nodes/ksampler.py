@@ -6,24 +6,16 @@ import json
 
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .common import (
-    CATEGORY,
-    DEFAULT_INNER_GUIDANCE,
-    DEFAULT_PRESET,
-    diffier_inputs,
-    diffier_patch,
-    validate_diffier_inputs,
-)
+from .common import DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier_patch, validate_diffier_inputs
 
 
-class KSamplerDiffIER(io.ComfyNode):
+class KSamplerDiffIER(DiffIERNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return cls.diffier_schema(
             node_id="KSamplerDiffIER",
-            **adapter.schema_extras(search_aliases=["DiffIER", "iterative error reduction", "sampler"]),
             display_name="KSampler (DiffIER)",
-            category=CATEGORY,
+            alias="sampler",
             description="KSampler with DiffIER's iterative error reduction applied to every CFG step. Same "
                         "inputs in the same order as KSampler, so it can replace one; the DiffIER inputs follow.",
             inputs=[
@@ -44,7 +36,7 @@ class KSamplerDiffIER(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Amount of denoising; lower values keep more of the input latent."),
-            ] + diffier_inputs(),
+            ],
             outputs=[
                 io.Latent.Output(tooltip="The denoised latent."),
                 io.String.Output("diffier_info", display_name="diffier_info",

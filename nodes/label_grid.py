@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 from ..diffier_core import label_grid, parse_labels
 from ..diffier_core.grid_labels import MAX_FONT
+from .comfy_adapter import io
 
 
 class DiffIERLabelGrid(io.ComfyNode):
