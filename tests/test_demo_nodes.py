@@ -7,9 +7,7 @@ any CPU.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import uuid
 from pathlib import Path
 
@@ -25,19 +23,14 @@ DEMO_IDS = ("DiffIERDemoModelLoader", "DiffIERDemoCondition", "DiffIERDemoEmptyL
 MODEL_NAME = "digits_diffusion.safetensors"
 
 
-def _digits_data():
-    name = "_diffier_digits_data"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "training" / "digits_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+@pytest.fixture(scope="module")
+def digits_data(pack_module):
+    return pack_module.demo.data.digits
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    return _digits_data().load_classifier()
+def classifier(digits_data):
+    return digits_data.load_classifier()
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +105,8 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
     assert arr.max() > 128 and arr.min() < 32  # white strokes on black
 
 
-def test_classifier_recognises_requested_digits(run_node, demo_model, classifier):
-    dd = _digits_data()
-    assert dd.CLASSIFIER_PATH.is_file()
+def test_classifier_recognises_requested_digits(run_node, demo_model, classifier, digits_data):
+    assert digits_data.CLASSIFIER_PATH.is_file()
     correct = total = 0
     for digit in range(10):
         _, image = _sample(run_node, demo_model, str(digit), batch=3, seed=digit, cfg=3.0)

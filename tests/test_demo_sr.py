@@ -10,9 +10,7 @@ any CPU.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import uuid
 from pathlib import Path
 
@@ -29,17 +27,9 @@ SR_IDS = ("DiffIERDemoSRCondition", "DiffIERDemoSREmptyLatent", "DiffIERDemoSRDe
 MODELS = {"digits": "sr_digits_x4.safetensors", "photos": "sr_photos_x2.safetensors"}
 
 
-def _module(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _sr_data():
-    return _module("_diffier_sr_data", REPO_ROOT / "training" / "sr_data.py")
+@pytest.fixture(scope="module")
+def sr_data(pack_module):
+    return pack_module.demo.data.sr
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,8 +43,7 @@ def sr_models(run_node):
     return {k: run_node("DiffIERDemoModelLoader", model_name=v)[0] for k, v in MODELS.items()}
 
 
-def _test_pairs(dataset: str, n: int):
-    data = _sr_data()
+def _test_pairs(data, dataset: str, n: int):
     if dataset == "digits":
         x = data.digits_split()["x_test"]
         return x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(1))[:n]].unsqueeze(1)
@@ -107,7 +96,7 @@ def test_condition_rejects_non_sr_model(run_node):
         run_node("DiffIERDemoSRCondition", model=digits, image=torch.rand(1, 16, 16, 3))
 
 
-def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_path):
+def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_path, sr_data):
     import execution
     import folder_paths
     import server
@@ -138,7 +127,7 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
     assert np.array_equal(images[0], images[1])
     # the output relates to the bundled LR image: closer to that image's HR patch than to the typical other
     # held-out patch (a weak check: the small photo model is noisy, see docs/evidence/sr.md)
-    hr = _sr_data().test_photo_patches(8)[0][:, 0]
+    hr = sr_data.test_photo_patches(8)[0][:, 0]
     sr = torch.from_numpy(images[0][..., 0].astype(np.float32) / 255.0)
     psnr = _psnr(sr[None].expand(8, -1, -1), hr)
     assert np.isfinite(images[0]).all() and float(psnr[0]) > 10.0
@@ -147,11 +136,11 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["digits", "photos"])
-def test_sr_output_is_a_super_resolution_of_its_input(run_node, sr_models, dataset):
+def test_sr_output_is_a_super_resolution_of_its_input(run_node, sr_models, dataset, sr_data, pack_module):
     model = sr_models[dataset]
     config = model.model.diffier_demo_config
-    dm = _module("_diffier_test_demo_models", REPO_ROOT / "nodes" / "demo_models.py")
-    hr = _test_pairs(dataset, 8)
+    dm = pack_module.demo.models
+    hr = _test_pairs(sr_data, dataset, 8)
     lr = dm.sr_degrade(hr, config["scale"], config["blur_sigma"])
     bicubic = ((dm.sr_upsample(lr * 2 - 1, config["hr_size"]) + 1) / 2).clamp(0, 1)
     samples, sr = _super_resolve(run_node, model, lr, seed=0, cfg=1.5, eta=0.0)   # plain CFG (eta 0: DiffIER off)

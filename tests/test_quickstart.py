@@ -3,7 +3,7 @@ example — queue a shipped demo workflow on a real ComfyUI server with one comm
 
 The server is ComfyUI 0.3.75 started exactly as ``make serve`` starts it (``scripts.comfyui_runtime --serve``,
 through tests/server_harness.py), the command is ``python -m scripts.queue_workflow <workflow>`` run as a
-subprocess, and the workflows are the shipped files, unchanged (their models ship in ``models/``).
+subprocess, and the workflows are the shipped files, unchanged (their models ship in ``demo/weights/``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-#: What ComfyUI loads: the entry point, the nodes and the core (benchmarks, scripts and tests never load there).
-PACK_SOURCES = [REPO / "__init__.py", *sorted((REPO / "nodes").rglob("*.py")),
-                *sorted((REPO / "diffier_core").rglob("*.py"))]
-ALL_SOURCES = PACK_SOURCES + [p for d in ("benchmarks", "scripts", "training")
+#: What ComfyUI loads: the entry point, the nodes, the demo and the core (benchmarks, scripts and tests never load
+#: there).
+PACK_SOURCES = [REPO / "__init__.py",
+                *(p for d in ("nodes", "demo", "diffier_core") for p in sorted((REPO / d).rglob("*.py")))]
+ALL_SOURCES = PACK_SOURCES + [p for d in ("benchmarks", "scripts")
                               for p in sorted((REPO / d).rglob("*.py"))]
 
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "print"}

@@ -1,18 +1,19 @@
 """The pack's embedded demo models, built from ComfyUI's own classes (no download, no pickle).
 
-A demo model is a ``.safetensors`` file in the pack's ``models/`` folder whose metadata names its
+A demo model is a ``.safetensors`` file in the demo's ``weights/`` folder whose metadata names its
 ``diffier_demo.kind`` and carries the network config as JSON. It loads the way ComfyUI loads any
 diffusion model: a ``comfy.supported_models_base.BASE`` config subclass, ``get_model``,
 ``load_model_weights`` and a ``comfy.model_patcher.ModelPatcher``; sampling then goes through
-ComfyUI's normal samplers.
+ComfyUI's normal samplers. The ComfyUI names used here are touch points of the pack's adapter
+(``nodes/comfy_adapter.py``, feature "demo"), checked when the pack loads.
 
 Kinds:
 
-``digits`` — a class-conditional pixel-space ε-prediction UNet (``openaimodel.UNetModel``) on 32×32
+``digits`` — a class-conditional pixel-space ε-prediction UNet (``openaimodel.UNetModel``) on 24×24
 one-channel MNIST digits in [-1, 1], ComfyUI's discrete (SD) schedule, class conditioning through
 cross-attention on a learned table of 10 digit embeddings + 1 null embedding (trained with CFG
 dropout to the null), stored in the same file as ``class_embedding`` (shape ``[11, tokens, dim]``).
-Trained by ``training/train_digits.py``.
+Trained by ``demo/training/train_digits.py``.
 
 ``sr`` — a conditional super-resolution ε-prediction UNet (same ComfyUI classes, no attention) on
 one-channel images in [-1, 1]. The condition is the low-resolution image, bicubic-upsampled to the
@@ -21,8 +22,9 @@ high-resolution size and passed through ComfyUI's concat mechanism (``BaseModel.
 ComfyUI's inpaint / pix2pix models receive their images), so positive and negative carry different
 concat images; the null condition is all zeros (CFG dropout to zeros in training). The metadata
 config names the scale, the HR/LR sizes and the degradation (Gaussian blur σ, then area downsampling,
-as in the paper's SR setup). Trained by ``training/train_sr.py``.
+as in the paper's SR setup; the arithmetic is in ``demo/degrade.py``). Trained by ``demo/training/train_sr.py``.
 
+Every built model carries ``diffier_demo_kind`` and ``diffier_demo_config`` (read by the demo nodes).
 New kinds register a builder in ``_BUILDERS``.
 """
 
@@ -31,25 +33,31 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .degrade import image_to_unit_gray, sr_condition_image, sr_degrade, sr_upsample
+
 log = logging.getLogger("DiffIER")
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODELS_DIR = WEIGHTS_DIR   # the name of earlier versions (nodes/demo_models.py)
 NULL_CLASS = 10
 DIGITS_IMAGE_SIZE = 24   # training/sampling resolution
 DIGITS_CROP = 2          # 28×28 digits are cropped to 24×24 (0.24% of the ink lies outside)
 GROUPNORM_GROUPS = 8
+UNET_PREFIX = "diffusion_model."
 
-__all__ = ["MODELS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model", "build_digits_model",
-           "digits_context", "digits_conditioning", "digits_empty_latent", "digits_decode", "digits_config_class",
-           "default_sr_config", "build_sr_model", "sr_state_dict", "sr_degrade", "sr_upsample", "sr_condition_image",
-           "sr_conditioning", "sr_empty_latent", "sr_decode", "image_to_unit_gray"]
+__all__ = ["WEIGHTS_DIR", "MODELS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model",
+           "load_demo_file", "build_digits_model", "digits_context", "digits_conditioning", "digits_empty_latent",
+           "digits_decode", "digits_config_class", "default_sr_config", "build_sr_model", "sr_state_dict",
+           "sr_degrade", "sr_upsample", "sr_condition_image", "sr_conditioning", "sr_empty_latent", "sr_decode",
+           "image_to_unit_gray", "boot_comfyui"]
 
 
 @dataclass
@@ -63,10 +71,90 @@ class DemoModel:
 
 
 def list_models() -> list[str]:
-    """File names of the demo models shipped in ``models/`` (sorted)."""
-    if not MODELS_DIR.is_dir():
+    """File names of the demo models shipped in ``demo/weights/`` (sorted)."""
+    if not WEIGHTS_DIR.is_dir():
         return []
-    return sorted(p.name for p in MODELS_DIR.glob("*.safetensors"))
+    return sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+# ----------------------------------------------------------------------------------------------
+# what both kinds share
+
+
+@functools.cache
+def _pixel_config_class():
+    """ComfyUI's BASE model config for the demo's pixel-space, one-channel, float32 ε models (created lazily:
+    importing comfy needs a booted ComfyUI)."""
+    import comfy.latent_formats
+    import comfy.ops
+    import comfy.supported_models_base
+
+    class DigitsLatentFormat(comfy.latent_formats.LatentFormat):
+        """Pixel space: one channel, no scaling."""
+
+        latent_channels = 1
+        latent_dimensions = 2
+        scale_factor = 1.0
+
+    class DigitsOps(comfy.ops.disable_weight_init):
+        """ComfyUI's default ops with GroupNorm capped at 8 groups (its UNet hard-codes 32, which would
+        force ≥ 32 channels per level; these networks use 16)."""
+
+        class GroupNorm(comfy.ops.disable_weight_init.GroupNorm):
+            def __init__(self, num_groups, num_channels, *args, **kwargs):
+                super().__init__(min(num_groups, GROUPNORM_GROUPS), num_channels, *args, **kwargs)
+
+    class PixelConfig(comfy.supported_models_base.BASE):
+        unet_config: dict[str, Any] = {}
+        unet_extra_config: dict[str, Any] = {}
+        latent_format = DigitsLatentFormat
+        sampling_settings: dict[str, Any] = {}  # ComfyUI's discrete (SD) schedule, 1000 steps
+        memory_usage_factor = 0.1
+        supported_inference_dtypes = [torch.float32]
+        custom_operations = DigitsOps
+
+    return PixelConfig
+
+
+def _init_weights(model: torch.nn.Module) -> None:
+    """PyTorch's default init (ComfyUI's ``disable_weight_init`` ops leave weights uninitialised)."""
+    for m in model.modules():
+        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+            if isinstance(m, base):
+                base.reset_parameters(m)
+                break
+    # ComfyUI zero-initialises the UNet's output conv; keep that (a standard diffusion init).
+    out = model.diffusion_model.out[-1]
+    torch.nn.init.zeros_(out.weight)
+    torch.nn.init.zeros_(out.bias)
+
+
+def _build(config_cls: type, kind: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
+           dtype: torch.dtype, extra: dict[str, Any] | None = None):
+    """A ``BaseModel`` of ``config_cls`` with the UNet weights of ``state_dict`` (fresh init if None); not moved."""
+    model_config = config_cls(config["unet"])
+    if extra is not None:
+        model_config.extra = extra
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=None)
+    if state_dict is None:
+        _init_weights(model)
+    else:
+        model.load_model_weights({k: v for k, v in state_dict.items() if k.startswith(UNET_PREFIX)}, UNET_PREFIX)
+    model.diffier_demo_kind = kind
+    model.diffier_demo_config = config
+    return model
+
+
+def _offloaded(model):
+    import comfy.model_management as mm
+
+    return model.to(mm.unet_offload_device())
+
+
+def unet_state_dict(model) -> dict[str, torch.Tensor]:
+    """The UNet's weights as the safetensors file stores them (``diffusion_model.*``)."""
+    return {f"{UNET_PREFIX}{k}": v.detach().contiguous() for k, v in model.diffusion_model.state_dict().items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,17 +194,7 @@ def default_digits_config() -> dict[str, Any]:
 @functools.cache
 def digits_config_class():
     """``(config class, model class)``; created lazily because importing comfy needs a booted ComfyUI."""
-    import comfy.latent_formats
     import comfy.model_base
-    import comfy.ops
-    import comfy.supported_models_base
-
-    class DigitsLatentFormat(comfy.latent_formats.LatentFormat):
-        """Pixel space: one channel, no scaling."""
-
-        latent_channels = 1
-        latent_dimensions = 2
-        scale_factor = 1.0
 
     class DigitsModel(comfy.model_base.BaseModel):
         """ComfyUI's BaseModel plus the learned class-embedding table (read by the condition node)."""
@@ -125,23 +203,8 @@ def digits_config_class():
             super().__init__(model_config, **kwargs)
             self.class_embedding = torch.nn.Parameter(torch.zeros(num_classes + 1, tokens, dim))
 
-    class DigitsOps(comfy.ops.disable_weight_init):
-        """ComfyUI's default ops with GroupNorm capped at 8 groups (its UNet hard-codes 32, which would
-        force ≥ 32 channels per level; this network uses 16)."""
-
-        class GroupNorm(comfy.ops.disable_weight_init.GroupNorm):
-            def __init__(self, num_groups, num_channels, *args, **kwargs):
-                super().__init__(min(num_groups, GROUPNORM_GROUPS), num_channels, *args, **kwargs)
-
-    class DigitsConfig(comfy.supported_models_base.BASE):
-        unet_config: dict[str, Any] = {}
-        unet_extra_config: dict[str, Any] = {}
-        latent_format = DigitsLatentFormat
-        sampling_settings: dict[str, Any] = {}  # ComfyUI's discrete (SD) schedule, 1000 steps
-        memory_usage_factor = 0.1
-        supported_inference_dtypes = [torch.float32]
+    class DigitsConfig(_pixel_config_class()):
         extra = {"num_classes": 10, "tokens": 4, "dim": 32}
-        custom_operations = DigitsOps
 
         def get_model(self, state_dict, prefix="", device=None):
             return DigitsModel(self, self.extra["num_classes"], self.extra["tokens"], self.extra["dim"],
@@ -154,48 +217,27 @@ def build_digits_model(config: dict[str, Any] | None = None, state_dict: dict[st
                        *, dtype: torch.dtype = torch.float32):
     """The digits ``BaseModel`` (ComfyUI's UNet inside), with ``state_dict`` loaded if given.
 
-    ``state_dict`` keys: ``diffusion_model.*`` (the UNet) and ``class_embedding``. Without one the
-    weights are freshly initialised for training (ComfyUI's ops skip PyTorch's init).
+    Args:
+        config: the network config (default: :func:`default_digits_config`).
+        state_dict: ``diffusion_model.*`` (the UNet) and ``class_embedding``; without one the weights are
+            freshly initialised for training (ComfyUI's ops skip PyTorch's init).
+        dtype: the inference dtype.
     """
-    import comfy.model_management as mm
-
     config = config or default_digits_config()
-    config_cls, _ = digits_config_class()
-    model_config = config_cls(config["unet"])
-    model_config.extra = {"num_classes": config["num_classes"], "tokens": config["context_tokens"],
-                          "dim": config["unet"]["context_dim"]}
-    model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model({}, "", device=None)
-    if state_dict is None:
-        _init_weights(model)
-    else:
-        unet_sd = {k: v for k, v in state_dict.items() if k.startswith("diffusion_model.")}
-        model.load_model_weights(unet_sd, "diffusion_model.")
-        with torch.no_grad():
-            model.class_embedding.copy_(state_dict["class_embedding"])
-    return model.to(mm.unet_offload_device())
-
-
-def _init_weights(model: torch.nn.Module) -> None:
-    """PyTorch's default init (ComfyUI's ``disable_weight_init`` ops leave weights uninitialised)."""
-    for m in model.modules():
-        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
-            if isinstance(m, base):
-                base.reset_parameters(m)
-                break
-    # ComfyUI zero-initialises the UNet's output conv; keep that (a standard diffusion init).
-    out = model.diffusion_model.out[-1]
-    torch.nn.init.zeros_(out.weight)
-    torch.nn.init.zeros_(out.bias)
+    extra = {"num_classes": config["num_classes"], "tokens": config["context_tokens"],
+             "dim": config["unet"]["context_dim"]}
+    model = _build(digits_config_class()[0], "digits", config, state_dict, dtype, extra)
     with torch.no_grad():
-        model.class_embedding.normal_(0.0, 1.0)
+        if state_dict is None:
+            model.class_embedding.normal_(0.0, 1.0)
+        else:
+            model.class_embedding.copy_(state_dict["class_embedding"])
+    return _offloaded(model)
 
 
 def digits_state_dict(model) -> dict[str, torch.Tensor]:
     """What the safetensors file stores: ``diffusion_model.*`` and ``class_embedding``."""
-    sd = {f"diffusion_model.{k}": v.detach().contiguous() for k, v in model.diffusion_model.state_dict().items()}
-    sd["class_embedding"] = model.class_embedding.detach().contiguous()
-    return sd
+    return {**unet_state_dict(model), "class_embedding": model.class_embedding.detach().contiguous()}
 
 
 def digits_context(model, labels: torch.Tensor) -> torch.Tensor:
@@ -205,7 +247,13 @@ def digits_context(model, labels: torch.Tensor) -> torch.Tensor:
 
 def digits_conditioning(model, label: int | list[int], batch: int = 1) -> list:
     """CONDITIONING for one class id (``NULL_CLASS`` for the negative/unconditional), or for one class id
-    per sample when ``label`` is a list (then ``batch`` is ignored)."""
+    per sample when ``label`` is a list (then ``batch`` is ignored).
+
+    Args:
+        model: the digits ``BaseModel``.
+        label: a class id or one per sample.
+        batch: how many samples for a single class id.
+    """
     if isinstance(label, (list, tuple)):
         labels = torch.tensor([int(v) for v in label], dtype=torch.long)
     else:
@@ -279,9 +327,6 @@ def default_sr_config(hr_size: int, scale: int, *, model_channels: int = 32, blu
 def sr_config_class():
     """``(config class, model class)`` of the SR kind (lazily: importing comfy needs a booted ComfyUI)."""
     import comfy.model_base
-    import comfy.supported_models_base
-
-    digits_cfg, _ = digits_config_class()
 
     class SRModel(comfy.model_base.BaseModel):
         """ComfyUI's BaseModel with one concat input: the CONDITIONING's ``concat_latent_image``."""
@@ -290,15 +335,7 @@ def sr_config_class():
             super().__init__(model_config, **kwargs)
             self.concat_keys = ("concat_image",)
 
-    class SRConfig(comfy.supported_models_base.BASE):
-        unet_config: dict[str, Any] = {}
-        unet_extra_config: dict[str, Any] = {}
-        latent_format = digits_cfg.latent_format      # pixel space, one channel, no scaling
-        sampling_settings: dict[str, Any] = {}        # ComfyUI's discrete (SD) schedule, 1000 steps
-        memory_usage_factor = 0.1
-        supported_inference_dtypes = [torch.float32]
-        custom_operations = digits_cfg.custom_operations
-
+    class SRConfig(_pixel_config_class()):
         def get_model(self, state_dict, prefix="", device=None):
             return SRModel(self, model_type=self.model_type(state_dict, prefix), device=device)
 
@@ -307,76 +344,19 @@ def sr_config_class():
 
 def build_sr_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
                    *, dtype: torch.dtype = torch.float32):
-    """The SR ``BaseModel``; ``state_dict`` holds ``diffusion_model.*`` (fresh init for training if None)."""
-    import comfy.model_management as mm
+    """The SR ``BaseModel``.
 
-    config_cls, _ = sr_config_class()
-    model_config = config_cls(config["unet"])
-    model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model({}, "", device=None)
-    if state_dict is None:
-        for m in model.modules():
-            for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
-                if isinstance(m, base):
-                    base.reset_parameters(m)
-                    break
-        out = model.diffusion_model.out[-1]
-        torch.nn.init.zeros_(out.weight)
-        torch.nn.init.zeros_(out.bias)
-    else:
-        model.load_model_weights({k: v for k, v in state_dict.items() if k.startswith("diffusion_model.")},
-                                 "diffusion_model.")
-    return model.to(mm.unet_offload_device())
+    Args:
+        config: the network/degradation config (:func:`default_sr_config`).
+        state_dict: ``diffusion_model.*`` (fresh init for training if None).
+        dtype: the inference dtype.
+    """
+    return _offloaded(_build(sr_config_class()[0], "sr", config, state_dict, dtype))
 
 
 def sr_state_dict(model) -> dict[str, torch.Tensor]:
-    return {f"diffusion_model.{k}": v.detach().contiguous() for k, v in model.diffusion_model.state_dict().items()}
-
-
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-def sr_degrade(hr: torch.Tensor, scale: int, blur_sigma: float) -> torch.Tensor:
-    """HR ``[B, C, H, W]`` → LR ``[B, C, H/scale, W/scale]``: separable Gaussian blur (reflect padding),
-    then area (box) downsampling. The paper's SR degradation (blur then downsample)."""
-    x = hr.float()
-    if blur_sigma > 0:
-        k = _gaussian_kernel(blur_sigma).to(x.device)
-        r = k.numel() // 2
-        c = x.shape[1]
-        x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
-        x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return torch.nn.functional.avg_pool2d(x, scale)
-
-
-def sr_upsample(lr: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic upsampling of ``[B, C, h, w]`` to ``size × size`` (the model's condition; also the
-    bicubic baseline of the benchmark)."""
-    return torch.nn.functional.interpolate(lr.float(), size=(size, size), mode="bicubic", align_corners=False)
-
-
-def image_to_unit_gray(image: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE ``[B, H, W, C]`` in [0, 1] → ``[B, 1, H, W]`` luminance in [0, 1] (ITU-R 601)."""
-    x = image.float()
-    if x.shape[-1] >= 3:
-        x = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-    else:
-        x = x[..., 0]
-    return x.unsqueeze(1).clamp(0.0, 1.0)
-
-
-def sr_condition_image(lr_unit: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
-    """LR ``[B, 1, h, w]`` in [0, 1] → the concat condition ``[B, 1, H, H]`` in [-1, 1] (bicubic to HR size).
-    An input that is not ``lr_size`` is first resized (area) to it, so any image can be fed."""
-    lr = lr_unit.float()
-    if lr.shape[-2:] != (config["lr_size"], config["lr_size"]):
-        lr = torch.nn.functional.interpolate(lr, size=(config["lr_size"],) * 2, mode="area")
-    return sr_upsample(lr * 2.0 - 1.0, config["hr_size"])
+    """What the SR safetensors file stores: ``diffusion_model.*``."""
+    return unet_state_dict(model)
 
 
 def sr_conditioning(cond_image: torch.Tensor) -> tuple[list, list]:
@@ -402,31 +382,7 @@ def sr_decode(samples: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # loading
 
-
-def _load_digits(name: str, sd: dict, config: dict) -> DemoModel:
-    import comfy.model_management as mm
-    import comfy.model_patcher
-
-    model = build_digits_model(config, sd)
-    model.train(False)  # inference mode for the nn.Module
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                               offload_device=mm.unet_offload_device())
-    return DemoModel(name, "digits", patcher, config)
-
-
-def _load_sr(name: str, sd: dict, config: dict) -> DemoModel:
-    import comfy.model_management as mm
-    import comfy.model_patcher
-
-    model = build_sr_model(config, sd)
-    model.train(False)  # inference mode for the nn.Module
-    model.diffier_demo_config = config   # read by the SR demo nodes (shared by every clone of the patcher)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                               offload_device=mm.unet_offload_device())
-    return DemoModel(name, "sr", patcher, config)
-
-
-_BUILDERS = {"digits": _load_digits, "sr": _load_sr}
+_BUILDERS = {"digits": build_digits_model, "sr": build_sr_model}
 
 
 def read_demo_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
@@ -444,17 +400,65 @@ def read_demo_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any],
     return sd, json.loads(metadata["diffier_demo.config"]), kind
 
 
+def load_demo_file(path: Path) -> DemoModel:
+    """A demo model file (anywhere) as a :class:`DemoModel` with a ComfyUI ModelPatcher.
+
+    Args:
+        path: a ``.safetensors`` demo model (the shipped ones are in :data:`WEIGHTS_DIR`).
+    """
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    path = Path(path)
+    sd, config, kind = read_demo_file(path)
+    log.info("DiffIER demo: loading %s (%s)", path.name, kind)
+    model = _BUILDERS[kind](config, sd)
+    model.train(False)  # inference mode for the nn.Module
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                               offload_device=mm.unet_offload_device())
+    return DemoModel(path.name, kind, patcher, config)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float) -> DemoModel:
-    p = Path(path)
-    sd, config, kind = read_demo_file(p)
-    log.info("DiffIER demo: loading %s (%s)", p.name, kind)
-    return _BUILDERS[kind](p.name, sd, config)
+    return load_demo_file(Path(path))
 
 
 def load_demo_model(name: str) -> DemoModel:
-    """Load ``models/<name>`` (cached while the file is unchanged)."""
+    """Load ``demo/weights/<name>`` (cached while the file is unchanged)."""
     if name not in list_models():
-        raise FileNotFoundError(f"no demo model {name!r} in {MODELS_DIR} (available: {list_models()})")
-    path = MODELS_DIR / name
+        raise FileNotFoundError(f"no demo model {name!r} in {WEIGHTS_DIR} (available: {list_models()})")
+    path = WEIGHTS_DIR / name
     return _load_cached(str(path), path.stat().st_mtime)
+
+
+# ----------------------------------------------------------------------------------------------
+# outside a running ComfyUI (the training commands)
+
+
+def boot_comfyui(root: Path, *, cpu: bool = True) -> None:
+    """Make the ComfyUI tree at ``root`` importable in this process, for the demo's training commands run
+    from the repository (``python -m demo.training.train_digits``); inside ComfyUI nothing calls this.
+
+    The repository root leaves ``sys.path`` (ComfyUI's own top-level ``nodes`` must not be shadowed by the
+    pack's ``nodes/``) and ComfyUI's command line is parsed as ``main.py`` would, with ``--cpu`` if asked.
+
+    Args:
+        root: the ComfyUI folder (it has ``comfy/``).
+        cpu: run ComfyUI's model management on the CPU.
+    """
+    root = Path(root).resolve()
+    if not (root / "comfy").is_dir():
+        raise FileNotFoundError(f"no ComfyUI at {root} (no comfy/ folder): pass --comfyui or set COMFYUI_PATH; "
+                                f"`make runtime` provisions one in .cache/")
+    pack_root = os.path.realpath(Path(__file__).resolve().parent.parent)
+    sys.path[:] = [str(root)] + [p for p in sys.path if os.path.realpath(p or os.getcwd()) not in
+                                 (pack_root, str(root))]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    saved_argv, sys.argv = sys.argv, [sys.argv[0], *(["--cpu"] if cpu else [])]
+    try:
+        import comfy.cli_args  # noqa: F401  (parses sys.argv at import time)
+    finally:
+        sys.argv = saved_argv

@@ -1,6 +1,6 @@
 """Data of the super-resolution testbed (pure torch/numpy/scikit-image; no ComfyUI import).
 
-* ``digits``: the MNIST 5k digits of the digits testbed (``training/digits_data.py``, same 4,000 / 1,000
+* ``digits``: the MNIST 5k digits of the digits testbed (``demo/data/digits.py``, same 4,000 / 1,000
   split), HR 28×28 in [0, 1].
 * ``photos``: grey-scale versions of photos that ship inside ``scikit-image`` (``skimage.data``, no
   download), each first halved (anti-aliased) so that a 32×32 patch holds some structure. Whole photos
@@ -8,7 +8,7 @@
   from :data:`TRAIN_PHOTOS`; the test set is a fixed, seeded set of non-flat patches of the held-out
   photos.
 
-LR images are made from HR by ``nodes/demo_models.sr_degrade`` (Gaussian blur, then area downsampling).
+LR images are made from HR by ``demo/degrade.sr_degrade`` (Gaussian blur, then area downsampling).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import functools
 
 import numpy as np
 import torch
+
+from .digits import load_split
 
 TRAIN_PHOTOS = ("chelsea", "rocket", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock",
                 "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "horse")
@@ -95,16 +97,5 @@ def test_photo_patches(n: int, seed: int = 0, patch: int = PHOTO_PATCH) -> tuple
 
 
 def digits_split() -> dict[str, torch.Tensor]:
-    """The digits testbed's split (``training/digits_data.load_split``; loaded by file path so that this
-    module also works where the repository root is not importable, e.g. under pytest)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "_diffier_digits_data"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "digits_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].load_split()
+    """The digits testbed's split (:func:`demo.data.digits.load_split`)."""
+    return load_split()
