@@ -58,7 +58,7 @@ def train_classifier(data: dict, args: argparse.Namespace) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * idx.numel()
+            total += loss.item() * idx.numel()
         sched.step()
         _, probs = model.embed(data["x_test"])
         acc = float((probs.argmax(-1) == data["y_test"]).float().mean())
