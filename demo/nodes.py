@@ -31,11 +31,44 @@ def demo_model(model: Any, node: str, kind: str) -> Any:
     return inner
 
 
-class DemoNode(io.ComfyNode):
-    """A demo node: node id = class name, category ``sampling/diffier/demo``; a subclass gives ``DISPLAY``,
-    ``ABOUT`` and its inputs and outputs."""
+#: node id -> (display name, description)
+TEXTS: dict[str, tuple[str, str]] = {
+    "DiffIERDemoModelLoader": (
+        "DiffIER Demo Model Loader",
+        "Loads one of the small demo diffusion models shipped inside this node pack (models/ folder; no "
+        "download). digits_diffusion: a class-conditional MNIST digit model (24×24, pixel space) trained "
+        "with CFG dropout, for trying DiffIER and CFG on any machine."),
+    "DiffIERDemoCondition": (
+        "DiffIER Demo Condition (digit)",
+        "Conditioning for the digits demo model: the learned embedding of one digit, or the null embedding "
+        "(\"unconditional\") that the model was trained with for classifier-free guidance. Use a digit for "
+        "positive and \"unconditional\" for negative."),
+    "DiffIERDemoEmptyLatent": (
+        "DiffIER Demo Empty Latent (digits)",
+        "An empty latent of the digits demo model's shape (1 channel, 24×24 pixels)."),
+    "DiffIERDemoDecode": (
+        "DiffIER Demo Decode (digits)",
+        "Turns the digits demo model's pixel-space latent into an IMAGE (28×28 MNIST framing, white on black), "
+        "optionally upscaled (nearest neighbour) for viewing."),
+    "DiffIERDemoSRCondition": (
+        "DiffIER Demo SR Condition",
+        "Conditioning for the super-resolution demo models: the low-resolution image (converted to grey, resized "
+        "to the model's LR size if needed, bicubic-upsampled to the HR size) goes to the positive as the model's "
+        "concat image; the negative carries zeros, the null condition the model was trained with for "
+        "classifier-free guidance."),
+    "DiffIERDemoSREmptyLatent": (
+        "DiffIER Demo SR Empty Latent",
+        "An empty latent of the SR demo model's high-resolution shape (1 grey channel, pixel space)."),
+    "DiffIERDemoSRDecode": (
+        "DiffIER Demo SR Decode",
+        "Turns the SR demo model's pixel-space latent ([-1, 1], one grey channel) into an IMAGE at the model's HR "
+        "size."),
+}
 
-    DISPLAY = ABOUT = ""
+
+class DemoNode(io.ComfyNode):
+    """A demo node: node id = class name, category ``sampling/diffier/demo``, display name and description from
+    :data:`TEXTS`; a subclass gives its inputs and outputs (:meth:`ports`) and ``execute``."""
 
     @classmethod
     def ports(cls) -> tuple[list, list]:
@@ -45,16 +78,12 @@ class DemoNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         inputs, outputs = cls.ports()
-        return io.Schema(node_id=cls.__name__, display_name=cls.DISPLAY, category=DEMO_CATEGORY,
-                         description=cls.ABOUT, inputs=inputs, outputs=outputs)
+        display_name, description = TEXTS[cls.__name__]
+        return io.Schema(node_id=cls.__name__, display_name=display_name, category=DEMO_CATEGORY,
+                         description=description, inputs=inputs, outputs=outputs)
 
 
 class DiffIERDemoModelLoader(DemoNode):
-    DISPLAY = "DiffIER Demo Model Loader"
-    ABOUT = ("Loads one of the small demo diffusion models shipped inside this node pack (models/ folder; no "
-             "download). digits_diffusion: a class-conditional MNIST digit model (24×24, pixel space) trained "
-             "with CFG dropout, for trying DiffIER and CFG on any machine.")
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         names = models.list_models()
@@ -69,11 +98,6 @@ class DiffIERDemoModelLoader(DemoNode):
 
 
 class DiffIERDemoCondition(DemoNode):
-    DISPLAY = "DiffIER Demo Condition (digit)"
-    ABOUT = ("Conditioning for the digits demo model: the learned embedding of one digit, or the null embedding "
-             "(\"unconditional\") that the model was trained with for classifier-free guidance. Use a digit for "
-             "positive and \"unconditional\" for negative.")
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Model.Input("model", tooltip="The digits demo model (its embedding table is read, not changed)."),
@@ -90,9 +114,6 @@ class DiffIERDemoCondition(DemoNode):
 
 
 class DiffIERDemoEmptyLatent(DemoNode):
-    DISPLAY = "DiffIER Demo Empty Latent (digits)"
-    ABOUT = "An empty latent of the digits demo model's shape (1 channel, 24×24 pixels)."
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Int.Input("batch_size", default=16, min=1, max=4096,
@@ -105,10 +126,6 @@ class DiffIERDemoEmptyLatent(DemoNode):
 
 
 class DiffIERDemoDecode(DemoNode):
-    DISPLAY = "DiffIER Demo Decode (digits)"
-    ABOUT = ("Turns the digits demo model's pixel-space latent into an IMAGE (28×28 MNIST framing, white on black), "
-             "optionally upscaled (nearest neighbour) for viewing.")
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Latent.Input("samples", tooltip="The sampled latent from the digits demo model."),
@@ -122,12 +139,6 @@ class DiffIERDemoDecode(DemoNode):
 
 
 class DiffIERDemoSRCondition(DemoNode):
-    DISPLAY = "DiffIER Demo SR Condition"
-    ABOUT = ("Conditioning for the super-resolution demo models: the low-resolution image (converted to grey, resized "
-             "to the model's LR size if needed, bicubic-upsampled to the HR size) goes to the positive as the model's "
-             "concat image; the negative carries zeros, the null condition the model was trained with for "
-             "classifier-free guidance.")
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Model.Input("model", tooltip="An SR demo model from the DiffIER Demo Model Loader (its sizes are "
@@ -146,9 +157,6 @@ class DiffIERDemoSRCondition(DemoNode):
 
 
 class DiffIERDemoSREmptyLatent(DemoNode):
-    DISPLAY = "DiffIER Demo SR Empty Latent"
-    ABOUT = "An empty latent of the SR demo model's high-resolution shape (1 grey channel, pixel space)."
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Model.Input("model", tooltip="The SR demo model (its HR size is read)."),
@@ -164,10 +172,6 @@ class DiffIERDemoSREmptyLatent(DemoNode):
 
 
 class DiffIERDemoSRDecode(DemoNode):
-    DISPLAY = "DiffIER Demo SR Decode"
-    ABOUT = ("Turns the SR demo model's pixel-space latent ([-1, 1], one grey channel) into an IMAGE at the model's HR "
-             "size.")
-
     @classmethod
     def ports(cls) -> tuple[list, list]:
         return ([io.Latent.Input("samples", tooltip="The sampled latent from an SR demo model.")],
