@@ -39,6 +39,7 @@ TOOLTIPS: dict[str, str] = {
                       "(docs/EVIDENCE.md). cfg: the guided cond+uncond prediction, two evaluations per "
                       "iteration. Ignored in paper mode.",
     "preset": preset_tooltip(),
+    "cfg": "Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass and DiffIER does nothing.",
 }
 
 
@@ -65,6 +66,17 @@ def diffier_inputs() -> list[io.Input]:
         io.Combo.Input("preset", options=list(PRESETS), default=DEFAULT_PRESET, optional=True,
                        tooltip=TOOLTIPS["preset"]),
     ]
+
+
+def conditioning_inputs() -> list[io.Input]:
+    """The ``positive`` and ``negative`` inputs, as KSampler and CFGGuider name them."""
+    return [io.Conditioning.Input("positive", tooltip="What the image should contain."),
+            io.Conditioning.Input("negative", tooltip="What the image should not contain.")]
+
+
+def cfg_input() -> io.Input:
+    """The ``cfg`` input, as KSampler and CFGGuider define it."""
+    return io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=TOOLTIPS["cfg"])
 
 
 #: The nodes' default for ``inner_guidance`` (the core's neutral default is "cfg"): measured best, see docs/EVIDENCE.md.
@@ -152,17 +164,17 @@ class DiffIERNode(io.ComfyNode):
     """
 
     @classmethod
-    def diffier_schema(cls, node_id: str, display_name: str, alias: str, description: str,
-                       inputs: list[io.Input], outputs: list[io.Output]) -> io.Schema:
+    def diffier_schema(cls, node_id: str, display_name: str, alias: str, inputs: list[io.Input],
+                       outputs: list[io.Output], description: str) -> io.Schema:
         """The node's schema: category ``sampling/diffier``, DiffIER search aliases, ``inputs`` then DiffIER's.
 
         Args:
             node_id: the node id saved workflows refer to (never change it).
             display_name: the title in the node menu.
             alias: one more search alias besides "DiffIER" and "iterative error reduction".
-            description: the node's help text.
             inputs: the node's own inputs, before DiffIER's.
             outputs: the node's outputs.
+            description: the node's help text.
         """
         return io.Schema(
             node_id=node_id,

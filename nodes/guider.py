@@ -9,16 +9,12 @@ from .common import DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier
 class DiffIERGuider(DiffIERNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return cls.diffier_schema(
-            node_id="DiffIERGuider",
-            display_name="DiffIER Guider (model patch)",
-            alias="model patch",
-            description="Patches the model so every CFG step is corrected by DiffIER's iterative error "
-                        "reduction (a post-CFG hook: chains with APG, CFGZeroStar, RescaleCFG and other patches). "
-                        "Use with any sampler node.",
-            inputs=[io.Model.Input("model", tooltip="The model to patch (it is cloned, never changed).")],
-            outputs=[io.Model.Output(tooltip="The model with DiffIER applied at sampling time.")],
-        )
+        model = io.Model.Input("model", tooltip="The model to patch (it is cloned, never changed).")
+        patched = io.Model.Output(tooltip="The model with DiffIER applied at sampling time.")
+        return cls.diffier_schema("DiffIERGuider", "DiffIER Guider (model patch)", "model patch", [model], [patched],
+                                  "Patches the model so every CFG step is corrected by DiffIER's iterative error "
+                                  "reduction (a post-CFG hook: chains with APG, CFGZeroStar, RescaleCFG and other "
+                                  "patches). Use with any sampler node.")
 
     @classmethod
     def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent,

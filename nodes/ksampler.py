@@ -6,43 +6,41 @@ import json
 
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .common import DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier_patch, validate_diffier_inputs
+from .common import (
+    DEFAULT_INNER_GUIDANCE,
+    DEFAULT_PRESET,
+    DiffIERNode,
+    cfg_input,
+    conditioning_inputs,
+    diffier_patch,
+    validate_diffier_inputs,
+)
 
 
 class KSamplerDiffIER(DiffIERNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return cls.diffier_schema(
-            node_id="KSamplerDiffIER",
-            display_name="KSampler (DiffIER)",
-            alias="sampler",
-            description="KSampler with DiffIER's iterative error reduction applied to every CFG step. Same "
-                        "inputs in the same order as KSampler, so it can replace one; the DiffIER inputs follow.",
-            inputs=[
-                io.Model.Input("model", tooltip="The model used for denoising the input latent (never changed)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise; DiffIER's inner-loop noise "
-                                     "is derived from it too, so the same seed gives the same image."),
-                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The number of sampling steps."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass "
-                                       "and DiffIER does nothing."),
-                io.Combo.Input("sampler_name", options=adapter.sampler_names(),
-                               tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=adapter.scheduler_names(),
-                               tooltip="How noise levels are spaced over the steps."),
-                io.Conditioning.Input("positive", tooltip="What the image should contain."),
-                io.Conditioning.Input("negative", tooltip="What the image should not contain."),
-                io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Amount of denoising; lower values keep more of the input latent."),
-            ],
-            outputs=[
-                io.Latent.Output(tooltip="The denoised latent."),
-                io.String.Output("diffier_info", display_name="diffier_info",
-                                 tooltip="JSON summary of what DiffIER did at each step."),
-            ],
-        )
+        seed = io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                            tooltip="The random seed used for creating the noise; DiffIER's inner-loop noise is "
+                                    "derived from it too, so the same seed gives the same image.")
+        inputs = [
+            io.Model.Input("model", tooltip="The model used for denoising the input latent (never changed)."), seed,
+            io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The number of sampling steps."), cfg_input(),
+            io.Combo.Input("sampler_name", options=adapter.sampler_names(), tooltip="The sampling algorithm."),
+            io.Combo.Input("scheduler", options=adapter.scheduler_names(),
+                           tooltip="How noise levels are spaced over the steps."),
+            *conditioning_inputs(),
+            io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+            io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                           tooltip="Amount of denoising; lower values keep more of the input latent."),
+        ]
+        outputs = [io.Latent.Output(tooltip="The denoised latent."),
+                   io.String.Output("diffier_info", display_name="diffier_info",
+                                    tooltip="JSON summary of what DiffIER did at each step.")]
+        return cls.diffier_schema("KSamplerDiffIER", "KSampler (DiffIER)", "sampler", inputs, outputs,
+                                  "KSampler with DiffIER's iterative error reduction applied to every CFG step. Same "
+                                  "inputs in the same order as KSampler, so it can replace one; the DiffIER inputs "
+                                  "follow.")
 
     @classmethod
     def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None, preset=None) -> bool | str:
