@@ -14,25 +14,24 @@ Every point is one DiffIER setting (cond inner evaluation unless said otherwise)
   every k-th guided call (``stride``, :class:`nodes.patch.DiffIERPatch`); the guided (``cfg``) inner evaluation;
 * plain CFG with 1.2×, 1.5×, 2× and 3× the steps (the same evaluations spent on the sampler instead).
 
-The protocol is :mod:`benchmarks.tuning`'s (its :class:`~benchmarks.tuning.Protocol` runs and scores every job, the
-beds are :mod:`benchmarks.tuned`'s): every point runs at every ω on the *tuning* seeds and on the disjoint *test*
-seeds; choices (the cheapest-setting picks per budget, and the presets of ``diffier_core.presets`` via
-``--choose``) use only the tuning seeds; the test seeds report. For a point ``s`` the *gain* over plain CFG at the
-same steps is the bed's all-ω aggregate (:func:`benchmarks.tuning.all_omega_value`: mean over ω of the
-energy-distance difference on known scores, of −log(FD / FD of CFG) on digits), sign set so that larger is better;
-``share`` = gain(s) / gain(quality). ``evals_ratio`` = model rows per sample / plain CFG's at the same steps (2 per
-step); ``wall_time_ratio`` = the point's summed sampling wall time / plain CFG's, in the same run, jobs interleaved
-per ω.
+The protocol and the DiffIER points are :mod:`benchmarks.tuning`'s (its :class:`~benchmarks.tuning.Protocol` runs
+and scores every job; :func:`~benchmarks.tuning.frontier_variants` lists the points), the beds
+:mod:`benchmarks.testbeds`' (:func:`benchmarks.tuned.make_beds`): every point runs at every ω on the *tuning* seeds
+and on the disjoint *test* seeds; choices (the cheapest-setting picks per budget, and the presets of
+``diffier_core.presets`` via ``--choose``) use only the tuning seeds; the test seeds report. For a point ``s`` the
+*gain* over plain CFG at the same steps is the bed's all-ω aggregate (:func:`benchmarks.tuning.all_omega_value`:
+mean over ω of the energy-distance difference on known scores, of −log(FD / FD of CFG) on digits), sign set so that
+larger is better; ``share`` = gain(s) / gain(quality). ``evals_ratio`` = model rows per sample / plain CFG's at the
+same steps (2 per step); ``wall_time_ratio`` = the point's summed sampling wall time / plain CFG's, in the same run,
+jobs interleaved per ω.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,33 +39,25 @@ from typing import Any
 
 import torch
 
+from benchmarks import report as R
 from benchmarks import tuned as TB
 from benchmarks import tuning as T
 
 log = logging.getLogger("DiffIER.bench.frontier")
 
 SCHEMA = "diffier.frontier/v1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "docs" / "results"
 TESTBEDS = ("known_score", "digits")
 #: evaluation budgets of the cheap presets (× plain CFG at the same steps)
 BUDGETS = {"balanced": 1.5, "fast": 1.2}
 #: the equal-cost controls: plain CFG with this many times the steps
 CONTROL_FACTORS = (1.2, 1.5, 2.0, 3.0)
 
+#: run sizes (:func:`benchmarks.report.size`: omegas, tuning seeds, test seeds, tuning/test samples, steps, reps)
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    "known_score": {
-        "full": {"omegas": (2.0, 3.0, 5.0, 7.5), "tuning_seeds": [100, 101], "test_seeds": [0, 1, 2, 3],
-                 "tuning_samples": 160, "test_samples": 240, "steps": 16, "reps": 500},
-        "quick": {"omegas": (3.0,), "tuning_seeds": [100], "test_seeds": [0], "tuning_samples": 80,
-                  "test_samples": 80, "steps": 8, "reps": 50},
-    },
-    "digits": {
-        "full": {"omegas": (2.0, 4.0, 7.5), "tuning_seeds": [100, 101], "test_seeds": [0, 1, 2],
-                 "tuning_samples": 40, "test_samples": 60, "steps": 10, "reps": 200},
-        "quick": {"omegas": (3.0,), "tuning_seeds": [100], "test_seeds": [0], "tuning_samples": 20,
-                  "test_samples": 20, "steps": 4, "reps": 30},
-    },
+    "known_score": {"full": R.size((2.0, 3.0, 5.0, 7.5), [100, 101], [0, 1, 2, 3], 160, 240, 16, 500),
+                    "quick": R.size((3.0,), [100], [0], 80, 80, 8, 50)},
+    "digits": {"full": R.size((2.0, 4.0, 7.5), [100, 101], [0, 1, 2], 40, 60, 10, 200),
+               "quick": R.size((3.0,), [100], [0], 20, 20, 4, 30)},
 }
 #: the group of each testbed the frontier runs (known scores: the regime where DiffIER helps at all ω; in the
 #: ``collapse`` regime DiffIER is worse than plain CFG at ω ≥ 3, so there is no gain to keep, docs/EVIDENCE.md)
@@ -78,43 +69,6 @@ GROUPS = {"known_score": "overspread", "digits": "digits"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Variant:
-    """One DiffIER setting of the frontier.
-
-    Args:
-        family: ``quality``, ``iterations``, ``window``, ``stride`` or ``inner``.
-        eta: step size; max_iters: inner iterations per corrected step.
-        start, end: the ``start_percent``/``end_percent`` window.
-        stride: correct every ``stride``-th guided call inside the window (1 = all).
-        inner: ``cond`` or ``cfg`` inner evaluation.
-    """
-
-    family: str
-    eta: float
-    max_iters: int
-    start: float = 0.0
-    end: float = 1.0
-    stride: int = 1
-    inner: str = "cond"
-
-    @property
-    def label(self) -> str:
-        parts = [f"eta={self.eta:g}", f"it={self.max_iters}"]
-        if (self.start, self.end) != (0.0, 1.0):
-            parts.append(f"win={self.start:g}-{self.end:g}")
-        if self.stride != 1:
-            parts.append(f"every={self.stride}")
-        if self.inner != "cond":
-            parts.append(f"inner={self.inner}")
-        return "diffier(" + ",".join(parts) + ")"
-
-    def settings(self) -> dict[str, Any]:
-        """The DiffIER inputs of this point (``stride`` is the patch's; the node inputs are the rest)."""
-        return {**T.DIFFIER_FIXED, "eta": self.eta, "max_iters": self.max_iters, "start_percent": self.start,
-                "end_percent": self.end, "inner_guidance": self.inner, "stride": self.stride}
-
-
-@dataclasses.dataclass(frozen=True)
 class StrideJob(T.Job):
     """A DiffIER point with ``stride`` > 1: :class:`nodes.patch.DiffIERPatch` applied as the node applies it.
 
@@ -123,7 +77,7 @@ class StrideJob(T.Job):
         pack: the loaded pack module (``Harness.pack``).
     """
 
-    variant: Variant | None = None
+    variant: T.Variant | None = None
     pack: Any = None
 
     def method(self) -> Any:
@@ -139,28 +93,7 @@ class StrideJob(T.Job):
         return Method(self.name, (), extra=apply)
 
 
-def variants(quick: bool = False) -> list[Variant]:
-    """The DiffIER points (``quick``: the CI subset)."""
-    quality = Variant("quality", 0.05, 4)
-    if quick:
-        return [quality, Variant("iterations", 0.3, 1), Variant("stride", 0.4, 1, stride=3)]
-    out = [quality]
-    out += [Variant("iterations", e, 1) for e in (0.05, 0.1, 0.2, 0.3, 0.45)]
-    out += [Variant("iterations", e, 2) for e in (0.1, 0.2)]
-    out += [Variant("window", 0.2, 4, 0.0, 0.5), Variant("window", 0.2, 2, 0.0, 0.5),
-            Variant("window", 0.3, 1, 0.0, 0.5), Variant("window", 0.3, 1, 0.5, 1.0),
-            Variant("window", 0.3, 1, 0.0, 0.3), Variant("window", 0.45, 1, 0.0, 0.3)]
-    out += [Variant("stride", e, 1, stride=2) for e in (0.2, 0.35, 0.5)]
-    out += [Variant("stride", 0.2, 2, stride=2)]
-    out += [Variant("stride", e, 1, stride=3) for e in (0.3, 0.5, 0.7)]
-    out += [Variant("stride", 0.5, 1, stride=4), Variant("stride", 0.45, 1, 0.0, 0.6, stride=2)]
-    out += [Variant("inner", 0.2, 1, inner="cfg")]
-    if len(out) > T.BUDGET:
-        raise ValueError(f"{len(out)} DiffIER points, over the tuning budget of {T.BUDGET}")
-    return out
-
-
-def job_of(v: Variant, pack: Any) -> T.Job:
+def job_of(v: T.Variant, pack: Any) -> T.Job:
     """The runnable job: the real DiffIERGuider node for ``stride`` 1, the node's patch class otherwise."""
     if v.stride == 1:
         return T.Job(v.label, (T.diffier_node(v.eta, v.max_iters, v.inner, (v.start, v.end)),))
@@ -178,14 +111,10 @@ def control_steps(base: int, quick: bool) -> list[int]:
 
 
 def make_beds(testbed: str, quick: bool, size: dict[str, Any]) -> tuple[Any, Any]:
-    """Tuning and test beds (:mod:`benchmarks.tuned`'s)."""
-    if testbed == "known_score":
-        regimes = [GROUPS["known_score"]]
-        return (TB.KnownScoreBed(quick, size["tuning_samples"], size["steps"], regimes),
-                TB.KnownScoreBed(quick, size["test_samples"], size["steps"], regimes))
-    if testbed == "digits":
-        return TB.make_beds("digits", quick, size)
-    raise ValueError(f"testbed must be one of {list(TESTBEDS)}, got {testbed!r}")
+    """Tuning and test beds (:func:`benchmarks.tuned.make_beds`), on the frontier's group (:data:`GROUPS`)."""
+    if testbed not in TESTBEDS:
+        raise ValueError(f"testbed must be one of {list(TESTBEDS)}, got {testbed!r}")
+    return TB.make_beds(testbed, quick, size, regimes=[GROUPS[testbed]] if testbed == "known_score" else None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,14 +146,14 @@ def pick_under_budget(points: dict[str, dict[str, Any]], budget: float, phase: s
 def run(testbed: str, quick: bool, overrides: dict[str, Any] | None = None, command: str = "") -> dict[str, Any]:
     """Every point on tuning then test seeds; the JSON document."""
     t0 = time.perf_counter()
-    size = {**SIZES[testbed]["quick" if quick else "full"], **(overrides or {})}
+    size = R.sized(SIZES, testbed, quick, overrides)
     tune_bed, test_bed = make_beds(testbed, quick, size)
     group = GROUPS[testbed]
     tune_bed.groups = test_bed.groups = [group]
     proto = T.Protocol(tune_bed, test_bed, size["omegas"], size["tuning_seeds"], size["test_seeds"], {},
                        size["reps"])
     pack = test_bed.h.pack
-    vs = variants(quick)
+    vs = T.frontier_variants(quick)
     jobs: dict[str, tuple[str, T.Job, Any]] = {"cfg": ("cfg", T.Job("cfg"), None)}
     for steps in control_steps(size["steps"], quick):
         name = f"cfg[{steps} steps]"
@@ -234,7 +163,7 @@ def run(testbed: str, quick: bool, overrides: dict[str, Any] | None = None, comm
     timing: dict[str, float] = {}
     for phase in ("tuning", "test"):
         tp = time.perf_counter()
-        bar = TB._tqdm(total=len(size["omegas"]) * len(jobs), desc=f"{testbed} {phase}")
+        bar = R.progress(total=len(size["omegas"]) * len(jobs), desc=f"{testbed} {phase}")
         for omega in size["omegas"]:
             for _, job, _ in jobs.values():
                 proto._run(phase, group, job, omega, bar)
@@ -382,22 +311,18 @@ def _finite(v: float) -> float:
 # outputs
 
 
-FAMILY_COLOURS = {"quality": "tab:blue", "iterations": "tab:orange", "window": "tab:green", "stride": "tab:purple",
-                  "inner": "tab:brown", "cfg_steps": "grey", "cfg": "black"}
+FAMILIES = ("quality", "iterations", "window", "stride", "inner", "cfg_steps", "cfg")
 PRESET_COLOURS = {"balanced": "tab:red", "fast": "tab:pink"}
 
 
 def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None) -> Path:
     """Share of quality's gain vs evaluations (test seeds) with the presets marked; Δ vs plain CFG per ω."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = R.pyplot()
     pts = doc["points"]
     front = pareto(pts)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 5.6))
-    for fam, colour in FAMILY_COLOURS.items():
+    for fam in FAMILIES:
+        colour = R.COLOURS[fam]
         sel = [(lab, p) for lab, p in pts.items() if p["family"] == fam]
         if not sel:
             continue
@@ -435,20 +360,13 @@ def plot(doc: dict[str, Any], path: Path, presets: dict[str, Any] | None = None)
     for (lab, p), s in zip(pts.items(), show, strict=True):
         if p["kind"] == "cfg" or not (s or lab in chosen):
             continue
-        d = [p["test"]["per_omega"][o]["vs_cfg"] for o in doc["omegas"]]
-        mean = [v["mean"] for v in d]
-        err = [[max(0.0, v["mean"] - v["lo"]) for v in d], [max(0.0, v["hi"] - v["mean"]) for v in d]]
         name = next((n for n, pr in (presets or {}).items() if pr and pr["label"] == lab), None)
-        ax2.errorbar(omegas, mean, yerr=err, marker="o", ms=3, capsize=2, lw=1.6 if name else 1.0,
-                     ls="--" if p["kind"] == "control" else "-",
-                     color=PRESET_COLOURS.get(name, FAMILY_COLOURS[p["family"]]),
-                     label=(f"preset {name}: " if name else "") + lab)
+        R.errorbar_delta(ax2, omegas, [p["test"]["per_omega"][o]["vs_cfg"] for o in doc["omegas"]], marker="o",
+                         ms=3, lw=1.6 if name else 1.0, ls="--" if p["kind"] == "control" else "-",
+                         color=PRESET_COLOURS.get(name, R.COLOURS[p["family"]]),
+                         label=(f"preset {name}: " if name else "") + lab)
     ax2.axhline(0.0, color="grey", lw=0.8)
-    ax2.set_xscale("log")
-    ax2.set_xticks(omegas)
-    ax2.set_xticklabels([f"{o:g}" for o in omegas])
-    ax2.minorticks_off()
-    ax2.set_xlabel("guidance weight ω")
+    R.omega_axis(ax2, omegas)
     better = "< 0" if doc["metric"]["lower_is_better"] else "> 0"
     ax2.set_title(f"Δ score vs plain CFG (paired bootstrap 95 %, test seeds; {better}: better)", fontsize=9)
     ax2.grid(alpha=0.3)
@@ -481,8 +399,8 @@ def markdown(doc: dict[str, Any]) -> str:
              "|---|---|---|---|---|" + "---|" * len(doc["omegas"])]
     for lab, p in doc["points"].items():
         te = p["test"]
-        d = " | ".join("" if p["kind"] == "cfg" else f"{te['per_omega'][o]['vs_cfg']['mean']:+.3g}"
-                       f"{ {'better': ' ▲', 'worse': ' ▼', 'tie': ''}[te['per_omega'][o]['vs_cfg']['sig']]}"
+        d = " | ".join("" if p["kind"] == "cfg" else
+                       f"{te['per_omega'][o]['vs_cfg']['mean']:+.3g}{R.mark(te['per_omega'][o]['vs_cfg'])}"
                        for o in doc["omegas"])
         lines.append(f"| {lab} | {te['evals_ratio']:.2f} | {te['wall_time_ratio']:.2f} | "
                      f"{p['tuning']['share']:.2f} | {te['share']:.2f} | {d} |")
@@ -494,19 +412,11 @@ def _presets_path(out_dir: Path, quick: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__.split("\n\n")[0])
-    p.add_argument("--testbed", choices=TESTBEDS, default="known_score")
-    p.add_argument("--quick", action="store_true", help="reduced points and sizes (CI smoke run)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/results)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p = R.parser("python -m benchmarks.frontier", __doc__, TESTBEDS, replot=False)
     p.add_argument("--choose", action="store_true",
                    help="choose the presets from the frontier JSONs in --out (all testbeds); redraw their PNGs")
-    p.add_argument("--markdown", action="store_true", help="print the Markdown table")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    log.setLevel(logging.INFO)
-    out_dir = args.out or DEFAULT_OUT
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, command = R.start(args, log, "benchmarks.frontier", argv)
     suffix = "_quick" if args.quick else ""
     if args.choose:
         docs = {tb: json.loads((out_dir / f"frontier_{tb}{suffix}.json").read_text()) for tb in TESTBEDS
@@ -522,18 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s: %s", _presets_path(out_dir, args.quick),
                  {k: v and v["label"] for k, v in chosen["presets"].items()})
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python -m benchmarks.frontier " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                                      else sys.argv[1:]))
-    try:
-        doc = run(args.testbed, args.quick, None, command)
-    finally:
-        from scripts import comfy_inprocess
-
-        comfy_inprocess.release_models()
-    json_path = out_dir / f"frontier_{args.testbed}{suffix}.json"
-    json_path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=TB.json_default))
+    doc = R.run_released(run, args.testbed, args.quick, None, command)
+    json_path = R.write_json(out_dir / f"frontier_{args.testbed}{suffix}.json", doc)
     presets_file = _presets_path(out_dir, args.quick)
     presets = json.loads(presets_file.read_text())["presets"] if presets_file.exists() else None
     png = plot(doc, out_dir / f"frontier_{args.testbed}{suffix}.png", presets)

@@ -18,21 +18,30 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
-from scripts import comfy_inprocess
+__all__ = ["Method", "SampleResult", "Harness", "inprocess"]
 
-__all__ = ["Method", "SampleResult", "Harness", "DIFFIER_DEFAULTS", "standard_methods"]
 
-#: DiffIER as the committed benchmark results ran it (inner evaluation on the guided prediction, "cfg");
-#: the nodes' default inner_guidance is now "cond", measured as ``inner_guidance="cond"`` variants.
-DIFFIER_DEFAULTS = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4, "start_percent": 0.0,
-                    "end_percent": 1.0, "inner_guidance": "cfg"}
-
+def inprocess() -> ModuleType:
+    """``scripts/comfy_inprocess.py``, loaded by file path under the name the tests use (one ComfyUI per process,
+    also where the repository root is not importable, as under pytest)."""
+    name = "_diffier_comfy_inprocess"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "scripts" / "comfy_inprocess.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 @dataclasses.dataclass(frozen=True)
 class Method:
@@ -62,23 +71,15 @@ class SampleResult:
     diffier: list[dict[str, Any]]    # DiffIER run summaries (core-only methods)
 
 
-def standard_methods() -> list[Method]:
-    """Plain CFG, DiffIER (both modes) and ComfyUI's built-in CFG fixes at their node defaults."""
-    return [
-        Method("cfg"),
-        Method("diffier-consistency", (("DiffIERGuider", DIFFIER_DEFAULTS),)),
-        Method("diffier-paper", (("DiffIERGuider", {**DIFFIER_DEFAULTS, "mode": "paper"}),)),
-        Method("rescalecfg", (("RescaleCFG", {"multiplier": 0.7}),)),
-        Method("apg", (("APG", {"eta": 1.0, "norm_threshold": 5.0, "momentum": 0.0}),)),
-        Method("cfgzerostar", (("CFGZeroStar", {}),)),
-    ]
-
-
 class Harness:
-    """A booted in-process ComfyUI with this pack, able to sample any ModelPatcher with any Method."""
+    """A booted in-process ComfyUI with this pack, able to sample any ModelPatcher with any Method.
 
-    def __init__(self) -> None:
-        self.root, self.nodes, self.run_node, self.pack = comfy_inprocess.session()
+    Args:
+        session: ``(root, nodes, run_node, pack)`` of an already booted ComfyUI (tests); None: boot one.
+    """
+
+    def __init__(self, session: tuple[Any, Any, Any, Any] | None = None) -> None:
+        self.root, self.nodes, self.run_node, self.pack = session or inprocess().session()
 
     def patch(self, model: Any, method: Method, on_run_end=None) -> Any:
         """``model`` with ``method``'s patch nodes applied (each node clones; ``model`` is untouched)."""

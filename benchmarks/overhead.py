@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import DIFFIER_DEFAULTS, Harness
+from benchmarks.harness import Harness
+from benchmarks.tuning import OVERHEAD_DIFFIER
 
 log = logging.getLogger("DiffIER.bench.overhead")
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -178,8 +179,8 @@ def end_to_end(h: Harness, patcher, size: int, steps: int, repeats: int, seed: i
               "denoise": 1.0}
     variants = {
         "ksampler": ("KSampler", {}),
-        "diffier-paper": ("KSamplerDiffIER", {**DIFFIER_DEFAULTS, "mode": "paper"}),
-        "diffier-consistency": ("KSamplerDiffIER", dict(DIFFIER_DEFAULTS)),
+        "diffier-paper": ("KSamplerDiffIER", {**OVERHEAD_DIFFIER, "mode": "paper"}),
+        "diffier-consistency": ("KSamplerDiffIER", dict(OVERHEAD_DIFFIER)),
     }
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
     info: dict[str, Any] = {}
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         hw, batches, dtypes, repeats, unet_channels = (96, 96), [1, 4], [torch.float32, torch.float16], 5, 320
         e2e = {"size": 256, "steps": 10, "repeats": 3, "channels": 64}
-    max_iters = DIFFIER_DEFAULTS["max_iters"]
+    max_iters = OVERHEAD_DIFFIER["max_iters"]
 
     kernel = kernel_rows(core, hw, batches, dtypes, max_iters, repeats, device)
     unet = build_sd21(unet_channels)

@@ -1,6 +1,6 @@
 """The one tuning protocol and the one method/setting registry of the tuned benchmarks (issue 14).
 
-Every testbed (``python -m benchmarks.tuned --testbed known_score|digits|sr``) runs the same protocol:
+Every testbed (``python -m benchmarks.tuned --testbed known_score|digits|sr|sr_photos``) runs the same protocol:
 
 1. **Registry.** Each method declares a grid of settings (:func:`method_grids`), each setting a chain of real
    ComfyUI MODEL-patch nodes. Every method gets the same configuration budget (:data:`BUDGET` settings at most; the
@@ -17,7 +17,11 @@ Every testbed (``python -m benchmarks.tuned --testbed known_score|digits|sr``) r
 5. **Chains** (DiffIER → APG, APG → DiffIER, DiffIER → CFGZeroStar, RescaleCFG → DiffIER), each component at its own
    per-ω tuned setting (tuned alone, not jointly).
 
-A *bed* (``benchmarks.tuned``) supplies the sampling and scoring: ``run(group, job, omega, seed, steps)`` returning
+This module is the one place where the benchmarks declare methods: node ids (:data:`NODE_IDS`), grids
+(:func:`method_grids`), chains (:data:`CHAINS`), the cost frontier's DiffIER points (:func:`frontier_variants`) and
+the overhead benchmark's DiffIER inputs (:data:`OVERHEAD_DIFFIER`).
+
+A *bed* (:mod:`benchmarks.testbeds`) supplies sampling and scoring: ``run(group, job, omega, seed, steps)`` returning
 ``{"set": float, "evals": float, ...}``, ``pooled_set(runs)`` (or None: the score is the mean of ``set`` over
 seeds), ``set_bootstrap(runs_a, runs_b, reps)`` (paired bootstrap of the score difference), ``set_lower`` and
 ``aggregate`` (``"difference"`` or ``"log_ratio"``).
@@ -32,14 +36,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import metrics as M
-
-__all__ = ["BUDGET", "QUICK_BUDGET", "Setting", "Job", "method_grids", "choose_per_omega", "choose_all_omega",
-           "Protocol", "okey", "significance"]
+__all__ = ["BUDGET", "QUICK_BUDGET", "NODE_IDS", "OVERHEAD_DIFFIER", "Setting", "Job", "method_grids", "Variant",
+           "frontier_variants", "choose_per_omega", "choose_all_omega", "Protocol", "okey", "significance"]
 
 #: the configuration budget: settings tried per method (full and ``--quick`` runs)
 BUDGET = 24
 QUICK_BUDGET = 4
+#: the ComfyUI node id of every method's MODEL-patch node (plain CFG has none); the sweep's aliases come from here
+NODE_IDS = {"diffier": "DiffIERGuider", "apg": "APG", "rescalecfg": "RescaleCFG", "epsilon_scaling": "Epsilon Scaling",
+            "cfgzerostar": "CFGZeroStar", "tcfg": "TCFG"}
 #: DiffIER's fixed options in every setting (the node's defaults for the knobs not tuned)
 DIFFIER_FIXED = {"mode": "consistency", "threshold": 1e-3}
 KNOBS_NOTE = {
@@ -113,13 +118,18 @@ def _setting(method: str, short: str, knobs: dict[str, Any], patches: tuple) -> 
 
 def _apg(eta: float, thr: float, mom: float) -> Setting:
     return _setting("apg", "apg", {"eta": eta, "thr": thr, "mom": mom},
-                    (("APG", {"eta": eta, "norm_threshold": thr, "momentum": mom}),))
+                    ((NODE_IDS["apg"], {"eta": eta, "norm_threshold": thr, "momentum": mom}),))
 
 
 def diffier_node(eta: float, it: int, inner: str, window: tuple[float, float]) -> tuple[str, dict[str, Any]]:
     """The DiffIERGuider node with these knobs (the other inputs fixed, :data:`DIFFIER_FIXED`)."""
-    return ("DiffIERGuider", {**DIFFIER_FIXED, "eta": eta, "max_iters": it, "start_percent": window[0],
+    return (NODE_IDS["diffier"], {**DIFFIER_FIXED, "eta": eta, "max_iters": it, "start_percent": window[0],
                               "end_percent": window[1], "inner_guidance": inner})
+
+
+#: the DiffIER node inputs of ``benchmarks.overhead`` (as its committed results ran): η 0.05, 4 iterations at every
+#: step, the guided ("cfg") inner evaluation
+OVERHEAD_DIFFIER: dict[str, Any] = diffier_node(0.05, 4, "cfg", (0.0, 1.0))[1]
 
 
 def _diffier(eta: float, it: int, inner: str, window: tuple[float, float]) -> Setting:
@@ -142,12 +152,12 @@ def method_grids(quick: bool = False) -> dict[str, list[Setting]]:
         "cfg": [_setting("cfg", "cfg", {}, ())],
         "apg": apg,
         "diffier": dif,
-        "rescalecfg": [_setting("rescalecfg", "rescalecfg", {"mult": m}, (("RescaleCFG", {"multiplier": m}),))
+        "rescalecfg": [_setting("rescalecfg", "rescalecfg", {"mult": m}, ((NODE_IDS["rescalecfg"], {"multiplier": m}),))
                        for m in rescale],
         "epsilon_scaling": [_setting("epsilon_scaling", "eps", {"factor": f},
-                                     (("Epsilon Scaling", {"scaling_factor": f}),)) for f in eps],
-        "cfgzerostar": [_setting("cfgzerostar", "cfgzerostar", {}, (("CFGZeroStar", {}),))],
-        "tcfg": [_setting("tcfg", "tcfg", {}, (("TCFG", {}),))],
+                                     ((NODE_IDS["epsilon_scaling"], {"scaling_factor": f}),)) for f in eps],
+        "cfgzerostar": [_setting("cfgzerostar", "cfgzerostar", {}, ((NODE_IDS["cfgzerostar"], {}),))],
+        "tcfg": [_setting("tcfg", "tcfg", {}, ((NODE_IDS["tcfg"], {}),))],
     }
     budget = QUICK_BUDGET if quick else BUDGET
     for name, grid in grids.items():
@@ -156,6 +166,65 @@ def method_grids(quick: bool = False) -> dict[str, list[Setting]]:
         if len({s.label for s in grid}) != len(grid):
             raise ValueError(f"method {name!r} has duplicate setting labels")
     return grids
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One DiffIER setting of the cost frontier (:mod:`benchmarks.frontier`).
+
+    Args:
+        family: ``quality``, ``iterations``, ``window``, ``stride`` or ``inner``.
+        eta: step size; max_iters: inner iterations per corrected step.
+        start, end: the ``start_percent``/``end_percent`` window.
+        stride: correct every ``stride``-th guided call inside the window (1 = all).
+        inner: ``cond`` or ``cfg`` inner evaluation.
+    """
+
+    family: str
+    eta: float
+    max_iters: int
+    start: float = 0.0
+    end: float = 1.0
+    stride: int = 1
+    inner: str = "cond"
+
+    @property
+    def label(self) -> str:
+        parts = [f"eta={self.eta:g}", f"it={self.max_iters}"]
+        if (self.start, self.end) != (0.0, 1.0):
+            parts.append(f"win={self.start:g}-{self.end:g}")
+        if self.stride != 1:
+            parts.append(f"every={self.stride}")
+        if self.inner != "cond":
+            parts.append(f"inner={self.inner}")
+        return "diffier(" + ",".join(parts) + ")"
+
+    def settings(self) -> dict[str, Any]:
+        """The DiffIER inputs of this point (``stride`` is the patch's; the node inputs are the rest)."""
+        return {**DIFFIER_FIXED, "eta": self.eta, "max_iters": self.max_iters, "start_percent": self.start,
+                "end_percent": self.end, "inner_guidance": self.inner, "stride": self.stride}
+
+
+
+def frontier_variants(quick: bool = False) -> list[Variant]:
+    """The DiffIER points of the cost frontier (:mod:`benchmarks.frontier`; ``quick``: the CI subset)."""
+    quality = Variant("quality", 0.05, 4)
+    if quick:
+        return [quality, Variant("iterations", 0.3, 1), Variant("stride", 0.4, 1, stride=3)]
+    out = [quality]
+    out += [Variant("iterations", e, 1) for e in (0.05, 0.1, 0.2, 0.3, 0.45)]
+    out += [Variant("iterations", e, 2) for e in (0.1, 0.2)]
+    out += [Variant("window", 0.2, 4, 0.0, 0.5), Variant("window", 0.2, 2, 0.0, 0.5),
+            Variant("window", 0.3, 1, 0.0, 0.5), Variant("window", 0.3, 1, 0.5, 1.0),
+            Variant("window", 0.3, 1, 0.0, 0.3), Variant("window", 0.45, 1, 0.0, 0.3)]
+    out += [Variant("stride", e, 1, stride=2) for e in (0.2, 0.35, 0.5)]
+    out += [Variant("stride", 0.2, 2, stride=2)]
+    out += [Variant("stride", e, 1, stride=3) for e in (0.3, 0.5, 0.7)]
+    out += [Variant("stride", 0.5, 1, stride=4), Variant("stride", 0.45, 1, 0.0, 0.6, stride=2)]
+    out += [Variant("inner", 0.2, 1, inner="cfg")]
+    if len(out) > BUDGET:
+        raise ValueError(f"{len(out)} DiffIER points, over the tuning budget of {BUDGET}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -352,6 +421,8 @@ class Protocol:
         return {**ci, "sig": significance(ci, bed.set_lower)}
 
     def entry(self, phase: str, group: str, name: str, o: str) -> dict[str, Any]:
+        from . import metrics as M
+
         runs = self.runs[(phase, group, name, o)]
         per_seed = [r["set"] for r in runs]
         mean, ci = M.mean_ci(per_seed)

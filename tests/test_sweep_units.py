@@ -15,12 +15,13 @@ from pack_loader import import_from_folder
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-_PKG = "_diffier_sweep_under_test"
+_PKG = "_diffier_benchmarks_under_test"
 
 
 def sweep(module: str):
-    """``benchmarks/sweep/<module>.py``, loaded by file path (the repository root is not importable in tests)."""
-    return import_from_folder(_PKG, REPO / "benchmarks" / "sweep", module)
+    """``benchmarks/sweep/<module>.py``, loaded by file path (the repository root is not importable in tests); the
+    sweep takes its node ids from ``benchmarks/tuning.py``, so the package is ``benchmarks``."""
+    return import_from_folder(_PKG, REPO / "benchmarks", f"sweep.{module}")
 
 
 M = sweep("metrics")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import graph, report
 from .client import ComfyClient, ServerDown, normalise_url
-from .methods import MethodSpecError, parse_methods
+from .methods import DIFFIER_NODE, MethodSpecError, parse_methods
 from .runner import Job, JobStore, Progress, Scheduler, make_job_id, sha
 
 log = logging.getLogger("DiffIER.sweep")
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise SetupError(str(exc)) from exc
     points = graph.sweep_points(workflow, args.sampler, args.prompt_input, args.seed_input,
                                 need_prompt=prompts != [None], need_seed=seeds != [None], cfg_input=args.cfg_input)
-    for node_id in graph.upstream_patches(workflow, points, ("DiffIERGuider",)):
+    for node_id in graph.upstream_patches(workflow, points, (DIFFIER_NODE,)):
         log.warning("the workflow already has a DiffIERGuider (node %s) before the sampler: it stays in every column, "
                     "cfg included; remove it from the workflow for a clean comparison", node_id)
     reference = report.load_reference(args.reference) if args.reference else None

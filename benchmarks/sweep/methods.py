@@ -29,21 +29,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: alias -> (ComfyUI node id, inputs the alias sets)
+from ..tuning import NODE_IDS
+
+#: alias -> (ComfyUI node id, inputs the alias sets); the node ids are the benchmarks' one registry's
+#: (:data:`benchmarks.tuning.NODE_IDS`), every other input is the node's default
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "diffier": ("DiffIERGuider", {}),
-    "diffier-paper": ("DiffIERGuider", {"mode": "paper"}),
-    "diffier-cfg": ("DiffIERGuider", {"inner_guidance": "cfg"}),
-    "apg": ("APG", {}),
-    "rescalecfg": ("RescaleCFG", {}),
-    "rescale": ("RescaleCFG", {}),
-    "cfgzero": ("CFGZeroStar", {}),
-    "cfgzerostar": ("CFGZeroStar", {}),
-    "cfg-zero*": ("CFGZeroStar", {}),
-    "tcfg": ("TCFG", {}),
+    "diffier": (NODE_IDS["diffier"], {}),
+    "diffier-paper": (NODE_IDS["diffier"], {"mode": "paper"}),
+    "diffier-cfg": (NODE_IDS["diffier"], {"inner_guidance": "cfg"}),
+    "apg": (NODE_IDS["apg"], {}),
+    "rescalecfg": (NODE_IDS["rescalecfg"], {}),
+    "rescale": (NODE_IDS["rescalecfg"], {}),
+    "cfgzero": (NODE_IDS["cfgzerostar"], {}),
+    "cfgzerostar": (NODE_IDS["cfgzerostar"], {}),
+    "cfg-zero*": (NODE_IDS["cfgzerostar"], {}),
+    "tcfg": (NODE_IDS["tcfg"], {}),
 }
 PLAIN = ("cfg", "plain", "none")
-DIFFIER_NODE = "DiffIERGuider"
+DIFFIER_NODE = NODE_IDS["diffier"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.*\- ]*$")
 
 
