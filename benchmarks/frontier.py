@@ -433,13 +433,10 @@ def main(argv: list[str] | None = None) -> int:
                  {k: v and v["label"] for k, v in chosen["presets"].items()})
         return 0
     doc = R.run_released(run, args.testbed, args.quick, None, command)
-    json_path = R.write_json(out_dir / f"frontier_{args.testbed}{suffix}.json", doc)
     presets_file = _presets_path(out_dir, args.quick)
     presets = json.loads(presets_file.read_text())["presets"] if presets_file.exists() else None
-    png = plot(doc, out_dir / f"frontier_{args.testbed}{suffix}.png", presets)
-    if args.markdown:
-        sys.stdout.write(markdown(doc) + "\n")
-    log.info("wrote %s and %s (%.0f s)", json_path, png, doc["runtime_s"]["total_s"])
+    R.emit(doc, out_dir / f"frontier_{args.testbed}{suffix}.json", lambda d, path: plot(d, path, presets),
+           markdown(doc) if args.markdown else None, log, doc["runtime_s"]["total_s"])
     return 0
 
 

@@ -3,7 +3,8 @@
 * run sizes: :func:`size` (one row of a per-testbed ``{"full": ..., "quick": ...}`` table) and :func:`sized`;
 * command line: :func:`parser` (the common flags ``--quick``/``--out``/``--threads``/``--markdown``, optionally
   ``--replot``), :func:`start` (logging, torch threads, the output folder, the command recorded in the JSON),
-  :func:`run_released` (ComfyUI's models released however the run ends), :func:`write_json`, :func:`json_default`;
+  :func:`run_released` (ComfyUI's models released however the run ends), :func:`write_json`, :func:`json_default`,
+  :func:`emit` (the JSON, its PNG and the Markdown of a finished run);
 * progress: :func:`progress` (tqdm on stderr);
 * Markdown: :func:`mark` (▲/▼ of a paired interval), :func:`delta` (``mean [lo, hi]``), :func:`table_head`;
 * plots: :func:`pyplot` (the Agg backend), :data:`COLOURS`, :func:`errorbar_delta`, :func:`omega_axis`,
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_OUT", "COLOURS", "size", "sized", "parser", "start", "run_released", "write_json",
+__all__ = ["DEFAULT_OUT", "COLOURS", "size", "sized", "parser", "start", "run_released", "write_json", "emit",
            "json_default", "progress", "mark", "delta", "table_head", "pyplot", "errorbar_delta", "omega_axis",
            "robust_ylim"]
 
@@ -110,6 +111,22 @@ def write_json(path: Path, doc: dict[str, Any]) -> Path:
     """``doc`` as indented JSON (NaN allowed, tensors as lists)."""
     path.write_text(json.dumps(doc, indent=1, allow_nan=True, default=json_default))
     return path
+
+
+def emit(doc: dict[str, Any], json_path: Path, draw: Callable[[dict[str, Any], Path], Path], markdown: str | None,
+         log: logging.Logger, seconds: float) -> None:
+    """Write ``doc`` to ``json_path`` and its plot next to it (``draw(doc, png_path)``), print ``markdown`` if given.
+
+    Args:
+        doc: the run's JSON document; json_path: where it goes (the PNG takes its stem).
+        draw: the plot function; markdown: the tables to print on stdout (None: none); log: the CLI's logger;
+        seconds: the run time to log.
+    """
+    write_json(json_path, doc)
+    png = draw(doc, json_path.with_suffix(".png"))
+    if markdown is not None:
+        sys.stdout.write(markdown + "\n")
+    log.info("wrote %s and %s (%.0f s)", json_path, png, seconds)
 
 
 def progress(**kwargs: Any) -> Any:

@@ -248,12 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {"omegas": tuple(args.omegas)} if args.omegas else {}
     doc = R.run_released(run, args.testbed, args.quick, overrides, command)
-    stem = f"tuned_{args.testbed}{'_quick' if args.quick else ''}"
-    json_path = R.write_json(out_dir / f"{stem}.json", doc)
-    png = plot(doc, out_dir / f"{stem}.png")
-    if args.markdown:
-        sys.stdout.write(markdown(doc) + "\n")
-    log.info("wrote %s and %s (%.0f s)", json_path, png, doc["runtime_s"]["total"])
+    json_path = out_dir / f"tuned_{args.testbed}{'_quick' if args.quick else ''}.json"
+    R.emit(doc, json_path, plot, markdown(doc) if args.markdown else None, log, doc["runtime_s"]["total"])
     return 0
 
 
