@@ -1,11 +1,5 @@
-"""Sample-quality metrics on ``[N, D]`` tensors, shared by the benchmarks (generic: no testbed specifics).
+"""Statistics shared by the benchmark testbeds and the protocol (generic: no testbed specifics).
 
-* :func:`energy_distance` — the exact (U-statistic) energy distance between two samples.
-* :func:`precision_recall` — k-NN precision/recall/density/coverage (Kynkäänniemi et al. 2019;
-  Naeem et al. 2020) via the maintained ``prdc`` package.
-* :func:`spread_ratio` — total within-set variance of the generated set over the reference's
-  (> 1 over-spread, < 1 collapsed diversity).
-* :func:`classwise` — any of the above averaged over classes (conditional quality).
 * :func:`denoiser_gap` — the paper's Eq. 8 gap from denoiser outputs, in ε- and score-space.
 * :func:`mean_ci` — mean and a Student-t 95 % confidence half-width over seeds.
 * :func:`bootstrap_mean_diff` — paired bootstrap interval of a mean difference over samples.
@@ -14,64 +8,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["energy_distance", "precision_recall", "spread_ratio", "classwise", "denoiser_gap", "mean_ci",
-           "bootstrap_mean_diff", "frechet_distance"]
+__all__ = ["denoiser_gap", "mean_ci", "bootstrap_mean_diff", "frechet_distance"]
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).double()
-
-
-def _mean_offdiag(d: torch.Tensor) -> torch.Tensor:
-    n = d.shape[0]
-    return (d.sum() - d.diagonal().sum()) / (n * (n - 1))
-
-
-def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """``2 E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖`` with unbiased within-set terms (needs ≥ 2 rows each).
-
-    Zero in expectation iff the two distributions agree; in the units of the data (not squared).
-    """
-    x, y = _flat(x), _flat(y)
-    if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError("energy_distance needs at least two samples in each set")
-    xy = torch.cdist(x, y).mean()
-    return float(2.0 * xy - _mean_offdiag(torch.cdist(x, x)) - _mean_offdiag(torch.cdist(y, y)))
-
-
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
-    """k-NN precision, recall, density and coverage of ``fake`` against ``real`` (``prdc``)."""
-    from prdc import compute_prdc
-
-    with contextlib.redirect_stdout(io.StringIO()):   # prdc prints the set sizes
-        out = compute_prdc(real_features=_flat(real).float().numpy(), fake_features=_flat(fake).float().numpy(),
-                           nearest_k=k)
-    return {key: float(v) for key, v in out.items()}
-
-
-def spread_ratio(fake: torch.Tensor, real: torch.Tensor) -> float:
-    """``tr Cov(fake) / tr Cov(real)``: 1 for matched spread, > 1 over-spread, < 1 collapsed."""
-    return float(_flat(fake).var(dim=0).sum() / _flat(real).var(dim=0).sum())
-
-
-def classwise(metric: Callable[[torch.Tensor, torch.Tensor], float | dict[str, float]], fake: torch.Tensor,
-              fake_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-              classes: Sequence[int] | None = None) -> float | dict[str, float]:
-    """``metric(fake[c], real[c])`` averaged over classes (dict metrics are averaged per key)."""
-    classes = sorted(set(real_labels.tolist())) if classes is None else list(classes)
-    values = [metric(fake[fake_labels == c], real[real_labels == c]) for c in classes]
-    if isinstance(values[0], dict):
-        return {key: sum(v[key] for v in values) / len(values) for key in values[0]}
-    return sum(values) / len(values)
 
 
 def denoiser_gap(denoised: torch.Tensor, exact: torch.Tensor, sigma: float) -> dict[str, float]:
