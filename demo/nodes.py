@@ -35,7 +35,7 @@ def demo_model(model: Any, node: str, kind: str) -> Any:
 TEXTS: dict[str, tuple[str, str]] = {
     "DiffIERDemoModelLoader": (
         "DiffIER Demo Model Loader",
-        "Loads one of the small demo diffusion models shipped inside this node pack (models/ folder; no "
+        "Loads one of the small demo diffusion models shipped inside this node pack (demo/weights/ folder; no "
         "download). digits_diffusion: a class-conditional MNIST digit model (24×24, pixel space) trained "
         "with CFG dropout, for trying DiffIER and CFG on any machine."),
     "DiffIERDemoCondition": (
@@ -88,7 +88,7 @@ class DiffIERDemoModelLoader(DemoNode):
     def ports(cls) -> tuple[list, list]:
         names = models.list_models()
         return ([io.Combo.Input("model_name", options=names, default=DEFAULT_MODEL if DEFAULT_MODEL in names else None,
-                                tooltip="A .safetensors demo model from the pack's models/ folder.")],
+                                tooltip="A .safetensors demo model from the pack's demo/weights/ folder.")],
                 [io.Model.Output(tooltip="The demo diffusion model, usable with any sampler node.")])
 
     @classmethod

@@ -19,28 +19,17 @@ Fixtures (session scoped unless noted):
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from pack_loader import import_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-def _load_inprocess():
-    # Loaded by file path: the repository root must not be importable.
-    name = "_diffier_comfy_inprocess"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "comfy_inprocess.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-inprocess = _load_inprocess()
+# Loaded by file path: the repository root must not be importable.
+inprocess = import_file("_diffier_comfy_inprocess", REPO_ROOT / "scripts" / "comfy_inprocess.py")
 COMFY_ROOT = inprocess.bootstrap()
 
 

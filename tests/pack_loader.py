@@ -23,6 +23,17 @@ def import_folder(name: str, folder: Path) -> ModuleType:
     return module
 
 
+def import_file(name: str, path: Path) -> ModuleType:
+    """The single file ``path`` imported as the module ``name``, once (e.g. ``scripts/comfy_inprocess.py``)."""
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
 def import_from_folder(name: str, folder: Path, submodule: str) -> ModuleType:
     """``<name>.<submodule>`` of :func:`import_folder` (e.g. ``benchmarks/tuning.py`` without sys.path)."""
     import_folder(name, folder)

@@ -11,16 +11,14 @@ Needs Python ``playwright`` and the system Chromium (the Makefile's ``chromium``
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from checkpoints import ensure_checkpoints
-from pack_loader import import_core
+from pack_loader import import_core, import_file
 from PIL import Image
 from server_harness import ComfyServer
 
@@ -49,13 +47,7 @@ def expected_size(name: str, prompt: dict) -> tuple[int, int]:
 
 
 def _frontend():
-    name = "diffier_frontend"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, WORKFLOWS / "tools" / "frontend.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return import_file("diffier_frontend", WORKFLOWS / "tools" / "frontend.py")
 
 
 def test_every_api_workflow_has_its_ui_twin():
