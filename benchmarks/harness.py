@@ -119,9 +119,12 @@ class Harness:
                 return args["denoised"]
             m.set_model_sampler_post_cfg_function(recorder)
         t0 = time.perf_counter()
-        (out,) = self.run_node("KSampler", model=m, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
-                               scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
-                               denoise=denoise)
+        # no autograd graph, as under ComfyUI's executor: a node whose output required grad (a chain of patches
+        # seen on the SR photo model) would otherwise keep every activation of the run alive in the results
+        with torch.no_grad():
+            (out,) = self.run_node("KSampler", model=m, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+                                   scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
+                                   denoise=denoise)
         wall = time.perf_counter() - t0
         batch = latent["samples"].shape[0]
         return SampleResult(out["samples"], rows[0] / batch, wall, trajectory, diffier)
