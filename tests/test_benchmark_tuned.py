@@ -1,5 +1,7 @@
 """Issue 14: ``python -m benchmarks.tuned --testbed <bed> --quick`` (every method tuned, held-out test seeds).
 
+Beds: ``known_score``, ``digits``, ``sr`` (digits ×4) and ``sr_photos`` (photo patches ×2).
+
 The protocol's selection rules are checked on their own (no ComfyUI), then each testbed's smoke run must write a
 complete JSON document and a PNG in which: tuning and test seeds are disjoint, every method's grid fits the one
 budget recorded in the JSON, the chosen setting per ω is the best one on the tuning seeds (recomputed here from
@@ -90,7 +92,7 @@ def test_significance():
 # the quick runs through a real ComfyUI
 
 
-@pytest.fixture(scope="module", params=["known_score", "digits", "sr"])
+@pytest.fixture(scope="module", params=["known_score", "digits", "sr", "sr_photos"])
 def quick(request, tmp_path_factory):
     testbed = request.param
     out = tmp_path_factory.mktemp(f"tuned_{testbed}")
@@ -205,7 +207,7 @@ def _check_chains_and_controls(quick: dict) -> None:
 # the committed full runs (docs/results/tuned_*.json) satisfy the same protocol
 
 
-@pytest.mark.parametrize("testbed", ["known_score", "digits", "sr"])
+@pytest.mark.parametrize("testbed", ["known_score", "digits", "sr", "sr_photos"])
 def test_committed_tuned_results_follow_the_protocol(testbed):
     doc = json.loads((REPO / "docs" / "results" / f"tuned_{testbed}.json").read_text())
     assert doc["testbed"] == testbed and doc["quick"] is False
