@@ -126,7 +126,7 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
     assert images[0].shape == (32, 32, 3)                      # the photos model's HR size (LR input 16×16)
     assert np.array_equal(images[0], images[1])
     # the output relates to the bundled LR image: closer to that image's HR patch than to the typical other
-    # held-out patch (a weak check: the small photo model is noisy, see docs/evidence/sr.md)
+    # held-out patch (a weak check: the small photo model is noisy, see docs/evidence/tuned.md §4)
     hr = sr_data.test_photo_patches(8)[0][:, 0]
     sr = torch.from_numpy(images[0][..., 0].astype(np.float32) / 255.0)
     psnr = _psnr(sr[None].expand(8, -1, -1), hr)
@@ -152,7 +152,7 @@ def test_sr_output_is_a_super_resolution_of_its_input(run_node, sr_models, datas
         # the digits model beats bicubic upsampling (full benchmark: ~17.6 vs ~14.3 dB at ω = 1)
         assert psnr > psnr_bicubic, (float(psnr), float(psnr_bicubic))
     else:
-        # the small photo model does NOT beat bicubic (~14 vs ~26 dB; see docs/evidence/sr.md): only a floor
+        # the small photo model does NOT beat bicubic (~14 vs ~26 dB; see docs/evidence/tuned.md §4): only a floor
         assert psnr > 11.0, (float(psnr), float(psnr_bicubic))
     # it uses its condition: far closer to its own HR than to another image's HR
     other = _psnr(sr, hr.roll(1, dims=0)).mean()
