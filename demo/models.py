@@ -33,8 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,18 +44,17 @@ from .degrade import image_to_unit_gray, sr_condition_image, sr_degrade, sr_upsa
 log = logging.getLogger("DiffIER")
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODELS_DIR = WEIGHTS_DIR   # the name of earlier versions (nodes/demo_models.py)
 NULL_CLASS = 10
 DIGITS_IMAGE_SIZE = 24   # training/sampling resolution
 DIGITS_CROP = 2          # 28×28 digits are cropped to 24×24 (0.24% of the ink lies outside)
 GROUPNORM_GROUPS = 8
 UNET_PREFIX = "diffusion_model."
 
-__all__ = ["WEIGHTS_DIR", "MODELS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model",
+__all__ = ["WEIGHTS_DIR", "NULL_CLASS", "DemoModel", "list_models", "load_demo_model",
            "load_demo_file", "build_digits_model", "digits_context", "digits_conditioning", "digits_empty_latent",
            "digits_decode", "digits_config_class", "default_sr_config", "build_sr_model", "sr_state_dict",
            "sr_degrade", "sr_upsample", "sr_condition_image", "sr_conditioning", "sr_empty_latent", "sr_decode",
-           "image_to_unit_gray", "boot_comfyui"]
+           "image_to_unit_gray"]
 
 
 @dataclass
@@ -430,35 +427,3 @@ def load_demo_model(name: str) -> DemoModel:
         raise FileNotFoundError(f"no demo model {name!r} in {WEIGHTS_DIR} (available: {list_models()})")
     path = WEIGHTS_DIR / name
     return _load_cached(str(path), path.stat().st_mtime)
-
-
-# ----------------------------------------------------------------------------------------------
-# outside a running ComfyUI (the training commands)
-
-
-def boot_comfyui(root: Path, *, cpu: bool = True) -> None:
-    """Make the ComfyUI tree at ``root`` importable in this process, for the demo's training commands run
-    from the repository (``python -m demo.training.train_digits``); inside ComfyUI nothing calls this.
-
-    The repository root leaves ``sys.path`` (ComfyUI's own top-level ``nodes`` must not be shadowed by the
-    pack's ``nodes/``) and ComfyUI's command line is parsed as ``main.py`` would, with ``--cpu`` if asked.
-
-    Args:
-        root: the ComfyUI folder (it has ``comfy/``).
-        cpu: run ComfyUI's model management on the CPU.
-    """
-    root = Path(root).resolve()
-    if not (root / "comfy").is_dir():
-        raise FileNotFoundError(f"no ComfyUI at {root} (no comfy/ folder): pass --comfyui or set COMFYUI_PATH; "
-                                f"`make runtime` provisions one in .cache/")
-    pack_root = os.path.realpath(Path(__file__).resolve().parent.parent)
-    sys.path[:] = [str(root)] + [p for p in sys.path if os.path.realpath(p or os.getcwd()) not in
-                                 (pack_root, str(root))]
-    import comfy.options
-
-    comfy.options.enable_args_parsing()
-    saved_argv, sys.argv = sys.argv, [sys.argv[0], *(["--cpu"] if cpu else [])]
-    try:
-        import comfy.cli_args  # noqa: F401  (parses sys.argv at import time)
-    finally:
-        sys.argv = saved_argv

@@ -6,6 +6,8 @@
   imports (ComfyUI has its own top-level ``nodes`` module).
 * ``nodes/`` never imports ``demo/``; ``demo/`` uses ``nodes/`` only through its ComfyUI adapter.
 * ComfyUI is imported only where :data:`COMFY_IMPORTERS` says (the adapter owns the nodes' touch points).
+* One exception, :data:`TRAINING_BOOT`: the demo's training commands boot ComfyUI through
+  ``scripts.comfy_inprocess`` (they run from the repository, never inside ComfyUI).
 * The tooling never imports the tests.
 
 Every ``import``/``from`` statement counts, also those inside functions, and so does
@@ -29,6 +31,8 @@ COMFY_MODULES = frozenset({"comfy", "comfy_api", "comfy_extras", "comfy_executio
                            "app", "utils", "main"})
 #: product files that may import ComfyUI: the adapter, and the demo's model builder (it builds ComfyUI models)
 COMFY_IMPORTERS = ("nodes/comfy_adapter.py", "demo/models.py")
+#: the training commands (run from the repository, never inside ComfyUI) boot ComfyUI with the repository's tool
+TRAINING_BOOT = ("demo/training/", "scripts.comfy_inprocess")
 #: pack-internal imports each product room may make (a target is a room or one module of a room)
 ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     "__init__": ("nodes", "demo"),
@@ -51,16 +55,14 @@ def _imports(tree: ast.AST, rel: Path) -> Iterator[tuple[int, str, bool]]:
             for alias in node.names:
                 yield node.lineno, alias.name, False
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 0:
-                yield node.lineno, node.module or "", False
-                continue
             up = node.level - 1
             if up > len(package):
                 yield node.lineno, "<beyond the pack root>", True
                 continue
-            base = [*package[:len(package) - up], *([node.module] if node.module else [])]
+            here = package[:len(package) - up] if node.level else []
+            base = [*here, *([node.module] if node.module else [])]
             for alias in node.names:  # a name may be a submodule: ``from ..nodes import comfy_adapter``
-                yield node.lineno, ".".join([*base, *([] if alias.name == "*" else [alias.name])]), True
+                yield node.lineno, ".".join([*base, *([] if alias.name == "*" else [alias.name])]), node.level > 0
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str) and not node.args[0].value.startswith(".")):
@@ -84,6 +86,8 @@ def violations(source: str, rel: Path) -> list[str]:
         if not relative:
             if top in COMFY_MODULES and where not in COMFY_IMPORTERS:
                 found.append(f"{at}: only {', '.join(COMFY_IMPORTERS)} import ComfyUI")
+            elif where.startswith(TRAINING_BOOT[0]) and _within(target, (TRAINING_BOOT[1],)):
+                continue
             elif top in (*TOOLING, "training", "diffier_core", "demo"):
                 found.append(f"{at}: product code imports the pack only relatively and never the tooling")
             continue
@@ -125,6 +129,8 @@ def test_every_product_folder_is_a_known_room():
     ("demo/x.py", "from ...outside import y\n", "may import only"),
     ("__init__.py", "from .benchmarks import tuned\n", "__init__ may import only nodes, demo"),
     ("benchmarks/x.py", "from tests import pack_loader\n", "never imports the tests"),
+    ("demo/models.py", "from scripts import comfy_inprocess\n", "never the tooling"),
+    ("demo/training/x.py", "from scripts import queue_workflow\n", "never the tooling"),
 ])
 def test_a_broken_rule_is_reported(rel, source, expected):
     found = violations(source, Path(rel))
@@ -136,6 +142,7 @@ def test_a_broken_rule_is_reported(rel, source, expected):
     ("nodes/x.py", "from ..diffier_core import DiffIERConfig\nfrom .comfy_adapter import io\n"),
     ("demo/x.py", "from ..nodes.comfy_adapter import io\nfrom ..nodes import comfy_adapter\nfrom .models import a\n"),
     ("demo/models.py", "import comfy.model_base\n"),
+    ("demo/training/loop.py", "def f():\n    from scripts import comfy_inprocess\n"),
     ("nodes/comfy_adapter.py", "from comfy_api.latest import io\n"),
     ("__init__.py", "def f():\n    from .nodes import NODES\n    from .demo import DEMO_NODES\n"),
     ("benchmarks/x.py", "from benchmarks import tuning\nimport comfy.samplers\n"),

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from .demo import data_module, demo_models
 
 __all__ = ["MODEL_NAME", "DigitsBed"]
 
@@ -28,9 +27,9 @@ class _Shared:
         from ..harness import Harness
 
         self.h = harness or Harness()
-        self.dm = demo_models(self.h.pack)
+        self.dm = self.h.pack.demo.models
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=MODEL_NAME)
-        dd = data_module(self.h.pack, "digits")
+        dd = self.h.pack.demo.data.digits
         self.classifier = dd.load_classifier()
         feats, _ = self.classifier.embed(dd.load_split()["x_test"])
         self.test_features = feats.numpy().astype(np.float64)

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from .. import metrics as M
-from .demo import data_module, demo_models
 
 __all__ = ["MODELS", "STRIDE", "image_quality", "SRBed"]
 
@@ -65,8 +64,8 @@ class SRBed:
         self.model_name, self.dataset = MODELS[testbed]
         self.groups = ["digits_x4" if self.dataset == "digits" else "photos_x2"]
         self.h = harness or Harness()
-        self.dm = demo_models(self.h.pack)
-        self.sr_data = data_module(self.h.pack, "sr")
+        self.dm = self.h.pack.demo.models
+        self.sr_data = self.h.pack.demo.data.sr
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=self.model_name)
         self.mconfig = self.model.model.diffier_demo_config
         self.images, self.base_steps = images, steps

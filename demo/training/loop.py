@@ -24,8 +24,6 @@ from typing import Any
 
 import torch
 
-from .. import models
-
 log = logging.getLogger("DiffIER.training")
 
 WARMUP = 100
@@ -131,17 +129,6 @@ def save(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, An
     log.info("wrote %s (%.2f MB)", path, path.stat().st_size / 1e6)
 
 
-def comfyui_root(explicit: str | None) -> Path:
-    """Where ComfyUI is: ``--comfyui``, else ``$COMFYUI_PATH``, else the ComfyUI whose ``custom_nodes`` holds this
-    pack, else the repository's provisioned ``.cache/comfyui-0.3.75`` (``make runtime``)."""
-    if explicit or os.environ.get("COMFYUI_PATH"):
-        return Path(explicit or os.environ["COMFYUI_PATH"])
-    pack = models.WEIGHTS_DIR.parent.parent
-    if pack.parent.name == "custom_nodes":
-        return pack.parent.parent
-    return Path(os.environ.get("DIFFIER_CACHE", pack / ".cache")) / "comfyui-0.3.75"
-
-
 def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, batch: int, threads: int) -> None:
     """The flags both commands share (defaults as the shipped weights were trained)."""
     parser.add_argument("--steps", type=int, default=steps)
@@ -152,13 +139,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, batch: 
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=threads)
     parser.add_argument("--comfyui", default=None,
-                        help="the ComfyUI folder to run in (default: $COMFYUI_PATH, the ComfyUI this pack is installed "
-                             "in, or .cache/comfyui-0.3.75)")
+                        help="the ComfyUI folder to run in (sets COMFYUI_PATH; default: $COMFYUI_PATH, else the "
+                             "repository's .cache/comfyui-0.3.75, provisioned if missing)")
 
 
 def command(parse: Callable[[list[str] | None], argparse.Namespace], run: Callable[[argparse.Namespace], Any],
             argv: list[str] | None = None) -> None:
-    """A training command: parse ``argv``, set up logging, ComfyUI (:func:`demo.models.boot_comfyui`) and torch's
+    """A training command: parse ``argv``, set up logging, ComfyUI (the repository's
+    ``scripts.comfy_inprocess.bootstrap``: these commands run from the repository, never inside ComfyUI) and torch's
     thread count, then ``run`` the parsed arguments.
 
     Args:
@@ -168,6 +156,10 @@ def command(parse: Callable[[list[str] | None], argparse.Namespace], run: Callab
     """
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    models.boot_comfyui(comfyui_root(args.comfyui))
+    if args.comfyui:
+        os.environ["COMFYUI_PATH"] = str(Path(args.comfyui).resolve())
+    from scripts import comfy_inprocess
+
+    comfy_inprocess.bootstrap()
     torch.set_num_threads(args.threads)
     run(args)
