@@ -3,7 +3,17 @@
 Chen, Ding, Xue (2025), "Optimizing Diffusion Models with Iterative Error Reduction".
 """
 
-from .config import INNER_GUIDANCE, MODES, RANGES, REDUCTIONS, DiffIERConfig, validate_window
+from .config import (
+    AT_CFG_1,
+    DEFAULT_AT_CFG_1,
+    INNER_GUIDANCE,
+    MODES,
+    RANGES,
+    REDUCTIONS,
+    DiffIERConfig,
+    validate_at_cfg_1,
+    validate_window,
+)
 from .conversions import (
     CONVENTIONS,
     append_dims,
@@ -22,10 +32,11 @@ from .noise import PerSampleNoise, mix_seed, sample_seeds
 from .syncs import SyncCounter
 
 __all__ = [
-    "CONVENTIONS", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS", "DiffIERConfig", "DiffIERError",
-    "DiffIERParameterError", "GridLayout", "PeakMemory", "PerSampleNoise", "StepInfo", "SyncCounter", "append_dims",
+    "AT_CFG_1", "CONVENTIONS", "DEFAULT_AT_CFG_1", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS", "DiffIERConfig",
+    "DiffIERError", "DiffIERParameterError", "GridLayout", "PeakMemory", "PerSampleNoise", "StepInfo", "SyncCounter",
+    "append_dims",
     "consistency_correction", "denoised_delta_from_eps_delta", "denoised_from_eps", "diffier_step",
     "eps_from_denoised", "grid_layout", "label_grid", "mix_seed", "paper_correction", "parse_labels",
     "per_sample_finite", "per_sample_mean_square", "per_sample_rms", "per_sample_sum_square", "renoise",
-    "resolve_steps", "sample_seeds", "signal_scale", "validate_window",
+    "resolve_steps", "sample_seeds", "signal_scale", "validate_at_cfg_1", "validate_window",
 ]

@@ -8,11 +8,16 @@ from typing import Any, Literal
 
 from .errors import DiffIERParameterError
 
-__all__ = ["MODES", "REDUCTIONS", "INNER_GUIDANCE", "RANGES", "DiffIERConfig", "validate_window"]
+__all__ = ["MODES", "REDUCTIONS", "INNER_GUIDANCE", "AT_CFG_1", "DEFAULT_AT_CFG_1", "RANGES", "DiffIERConfig",
+           "validate_window", "validate_at_cfg_1"]
 
 MODES: tuple[str, ...] = ("consistency", "paper")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 INNER_GUIDANCE: tuple[str, ...] = ("cfg", "cond")
+#: what DiffIER does at cfg = 1: ``skip`` (plain sampling, reported) or ``correct`` (the conditional branch as the
+#: guided prediction)
+AT_CFG_1: tuple[str, ...] = ("skip", "correct")
+DEFAULT_AT_CFG_1 = "skip"
 
 #: (min, max) of every numeric parameter; the nodes use the same numbers for their widgets.
 RANGES: dict[str, tuple[float, float]] = {
@@ -58,6 +63,11 @@ def validate_window(start_percent: Any, end_percent: Any) -> tuple[float, float]
             "start_percent", start, f"at most end_percent ({end}); an empty window would never apply DiffIER"
         )
     return start, end
+
+
+def validate_at_cfg_1(value: Any) -> str:
+    """Check the ``at_cfg_1`` choice (one of :data:`AT_CFG_1`); return it."""
+    return _choice("at_cfg_1", value, AT_CFG_1)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from . import comfy_adapter as adapter
+from . import common
 from .comfy_adapter import io
-from .common import DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, cfg_input, conditioning_inputs, diffier_patch
+from .common import DiffIERNode, cfg_input, conditioning_inputs, diffier_patch
 
 
 class DiffIERCFGGuider(DiffIERNode):
@@ -19,6 +20,8 @@ class DiffIERCFGGuider(DiffIERNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
-                end_percent, inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
-        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance)
+                end_percent, inner_guidance=common.DEFAULT_INNER_GUIDANCE, preset=common.DEFAULT_PRESET,
+                at_cfg_1=common.DEFAULT_AT_CFG_1) -> io.NodeOutput:
+        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
+                              at_cfg_1)
         return io.NodeOutput(adapter.cfg_guider(patch.apply(model), positive, negative, cfg))

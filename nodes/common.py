@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..diffier_core import (
+    AT_CFG_1,
+    DEFAULT_AT_CFG_1,
     INNER_GUIDANCE,
     MODES,
     RANGES,
@@ -39,16 +41,23 @@ TOOLTIPS: dict[str, str] = {
                       "(docs/EVIDENCE.md). cfg: the guided cond+uncond prediction, two evaluations per "
                       "iteration. Ignored in paper mode.",
     "preset": preset_tooltip(),
-    "cfg": "Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass and DiffIER does nothing.",
+    "at_cfg_1": "What DiffIER does at cfg = 1 (Flux dev and Kontext with FluxGuidance, SDXL Lightning/Turbo/Hyper, "
+                "lightning LoRAs), where ComfyUI skips the negative pass. skip (default) turns DiffIER off at cfg 1: "
+                "plain sampling, and its summary and log say so. correct: runs DiffIER at cfg 1 with the conditional "
+                "prediction as the guided one; consistency mode re-evaluates the conditional branch (one extra "
+                "evaluation per iteration, whatever inner_guidance says), paper mode adds none. No effect at other "
+                "cfg values; presets do not change it.",
+    "cfg": "Classifier-free guidance scale. At 1.0 ComfyUI skips the negative pass; DiffIER then does nothing unless "
+           "at_cfg_1 = correct.",
 }
 
 
 def diffier_inputs() -> list[io.Input]:
     """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
-    preset.
+    preset, at_cfg_1.
 
-    ``inner_guidance`` and ``preset`` are optional and last, so workflows saved before they existed (API prompts
-    without them, UI graphs whose positional ``widgets_values`` end earlier) load and run unchanged.
+    ``inner_guidance``, ``preset`` and ``at_cfg_1`` are optional and last, so workflows saved before they existed (API
+    prompts without them, UI graphs whose positional ``widgets_values`` end earlier) load and run unchanged.
     """
     return [
         io.Combo.Input("mode", options=list(MODES), default="consistency", tooltip=TOOLTIPS["mode"]),
@@ -65,6 +74,8 @@ def diffier_inputs() -> list[io.Input]:
                        optional=True, tooltip=TOOLTIPS["inner_guidance"]),
         io.Combo.Input("preset", options=list(PRESETS), default=DEFAULT_PRESET, optional=True,
                        tooltip=TOOLTIPS["preset"]),
+        io.Combo.Input("at_cfg_1", options=list(AT_CFG_1), default=DEFAULT_AT_CFG_1, optional=True,
+                       tooltip=TOOLTIPS["at_cfg_1"]),
     ]
 
 
@@ -117,24 +128,27 @@ def resolve_inputs(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: 
 
 
 def diffier_patch(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: Any, start_percent: Any,
-                  end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE,
+                  end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE, at_cfg_1: Any = DEFAULT_AT_CFG_1,
                   on_run_end: Callable[[dict[str, Any]], None] | None = None) -> DiffIERPatch:
-    """The :class:`DiffIERPatch` all three nodes apply: their inputs resolved under ``preset`` (``resolve_inputs``)."""
+    """The :class:`DiffIERPatch` all three nodes apply: their inputs resolved under ``preset`` (``resolve_inputs``).
+
+    ``at_cfg_1`` says when DiffIER runs, not how, so no preset changes it.
+    """
     config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent, end_percent,
                                                 inner_guidance)
-    return DiffIERPatch(config, start, end, on_run_end=on_run_end, stride=stride)
+    return DiffIERPatch(config, start, end, on_run_end=on_run_end, stride=stride, at_cfg_1=at_cfg_1)
 
 
-def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any = None,
+def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any = None, at_cfg_1: Any = None,
                             **combos: tuple[Any, list[str]]) -> bool | str:
     """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
 
     It checks only the combo inputs, whose values ComfyUI 0.3.75 does not check for V3 nodes (``mode``,
-    ``inner_guidance``, ``preset``; ``combos`` maps the node's other combo inputs to ``(value, options)``). Every other
-    input is left to ComfyUI on purpose: 0.3.75 skips its own ``min``/``max`` check for each input named
-    as an argument of ``validate_inputs`` and reports a failing ``validate_inputs`` against *all* its
-    arguments, so an out-of-range ``eta`` checked here would come back attached to every argument. Left
-    to ComfyUI's schema check, ``eta = 2.0`` comes back against ``eta`` alone ("Value 2.0 bigger than max
+    ``inner_guidance``, ``preset``, ``at_cfg_1``; ``combos`` maps the node's other combo inputs to
+    ``(value, options)``). Every other input is left to ComfyUI on purpose: 0.3.75 skips its own ``min``/``max``
+    check for each input named as an argument of ``validate_inputs`` and reports a failing ``validate_inputs``
+    against *all* its arguments, so an out-of-range ``eta`` checked here would come back attached to every
+    argument. Left to ComfyUI's schema check, ``eta = 2.0`` comes back against ``eta`` alone ("Value 2.0 bigger than max
     of 1.0"). What ``min``/``max`` cannot catch (NaN, ``start_percent`` > ``end_percent``, a value that
     arrives through a link) is rejected when the node runs, by :func:`build_config` and
     ``validate_window``, with a ``DiffIERParameterError`` naming the input, the value and the range.
@@ -143,11 +157,12 @@ def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any =
         mode: the ``mode`` combo value (``None`` when linked: checked when the node runs).
         inner_guidance: the optional ``inner_guidance`` combo value (``None`` when absent or linked).
         preset: the optional ``preset`` combo value (``None`` when absent or linked).
+        at_cfg_1: the optional ``at_cfg_1`` combo value (``None`` when absent or linked).
         **combos: further combo inputs, ``name=(value, options)``.
     """
     try:
         choices = {"mode": (mode, list(MODES)), "inner_guidance": (inner_guidance, list(INNER_GUIDANCE)),
-                   "preset": (preset, list(PRESETS)), **combos}
+                   "preset": (preset, list(PRESETS)), "at_cfg_1": (at_cfg_1, list(AT_CFG_1)), **combos}
         for name, (value, options) in choices.items():
             if value is not None and value not in options:
                 raise DiffIERParameterError(name, value, f"one of {options}")
@@ -187,6 +202,6 @@ class DiffIERNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode, inner_guidance=None, preset=None) -> bool | str:
+    def validate_inputs(cls, mode, inner_guidance=None, preset=None, at_cfg_1=None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
-        return validate_diffier_inputs(mode, inner_guidance, preset)
+        return validate_diffier_inputs(mode, inner_guidance, preset, at_cfg_1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .comfy_adapter import io
-from .common import DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier_patch
+from .common import DEFAULT_AT_CFG_1, DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier_patch
 
 
 class DiffIERGuider(DiffIERNode):
@@ -18,6 +18,8 @@ class DiffIERGuider(DiffIERNode):
 
     @classmethod
     def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent,
-                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
-        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance)
+                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET,
+                at_cfg_1=DEFAULT_AT_CFG_1) -> io.NodeOutput:
+        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
+                              at_cfg_1)
         return io.NodeOutput(patch.apply(model))

@@ -7,6 +7,7 @@ import json
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
 from .common import (
+    DEFAULT_AT_CFG_1,
     DEFAULT_INNER_GUIDANCE,
     DEFAULT_PRESET,
     DiffIERNode,
@@ -15,6 +16,7 @@ from .common import (
     diffier_patch,
     validate_diffier_inputs,
 )
+from .patch import empty_summary
 
 
 class KSamplerDiffIER(DiffIERNode):
@@ -43,25 +45,27 @@ class KSamplerDiffIER(DiffIERNode):
                                   "follow.")
 
     @classmethod
-    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None, preset=None) -> bool | str:
+    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None, preset=None,
+                        at_cfg_1=None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
-        return validate_diffier_inputs(mode, inner_guidance, preset,
+        return validate_diffier_inputs(mode, inner_guidance, preset, at_cfg_1,
                                        sampler_name=(sampler_name, adapter.sampler_names()),
                                        scheduler=(scheduler, adapter.scheduler_names()))
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
-                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET) -> io.NodeOutput:
+                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET, at_cfg_1=DEFAULT_AT_CFG_1
+                ) -> io.NodeOutput:
         summaries: list[dict] = []
         patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
-                              on_run_end=summaries.append)
+                              at_cfg_1, on_run_end=summaries.append)
         latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
                                          negative, latent_image, denoise=denoise)
         patch.finish_fallback()  # only where this ComfyUI has no outer-sample wrapper (see comfy_adapter)
-        summary = summaries[-1] if summaries else {"steps_corrected": 0, "mean_iterations": 0.0,
-                                                   "extra_model_evals": 0, "steps": []}
-        summary = {"mode": mode, "cfg": cfg, **summary}
+        summary = {"mode": mode, "cfg": cfg, "at_cfg_1": at_cfg_1, **(summaries[-1] if summaries else empty_summary())}
         text = (f"DiffIER {mode}: {summary['steps_corrected']} steps corrected, "
                 f"{summary['mean_iterations']:.2f} mean iterations, {summary['extra_model_evals']} extra evaluations")
+        if summary["notice"]:
+            text = f"{text}. {summary['notice']}"
         return io.NodeOutput(latent, json.dumps(summary), ui={"text": [text]})

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..diffier_core import (
+    DEFAULT_AT_CFG_1,
     DiffIERConfig,
     DiffIERError,
     PerSampleNoise,
@@ -25,6 +26,7 @@ from ..diffier_core import (
     diffier_step,
     resolve_steps,
     sample_seeds,
+    validate_at_cfg_1,
 )
 from . import comfy_adapter as adapter
 
@@ -49,6 +51,11 @@ def noise_convention(model_sampling: Any) -> str:
     )
 
 
+#: Why a guided step was left unchanged, as counted per run: the config turns DiffIER off (``disabled``), cfg = 1
+#: with ``at_cfg_1 = skip`` (``cfg_1``), the step's σ outside [start_percent, end_percent] (``outside_window``).
+SKIP_REASONS = ("disabled", "cfg_1", "outside_window")
+
+
 @dataclass
 class DiffIERRun:
     """State of one sampling run (one ``CFGGuider.sample`` call)."""
@@ -60,6 +67,8 @@ class DiffIERRun:
     full_window: bool = False  # start_percent = 0 and end_percent = 1: no step needs σ read on the host
     steps: list[tuple[torch.Tensor, StepInfo]] = field(default_factory=list)
     window_calls: int = 0  # guided model calls seen inside the window (for ``stride``)
+    guided_calls: int = 0  # post-CFG calls seen in this run
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
 
     def in_window(self, sigma: torch.Tensor) -> bool:
         """Whether this step's σ lies in the window (one host sync, only for a partial window)."""
@@ -70,6 +79,10 @@ class DiffIERRun:
         self.window_calls += 1
         return (self.window_calls - 1) % stride == 0
 
+    def skip(self, reason: str) -> None:
+        """Count one guided step left unchanged for ``reason`` (one of :data:`SKIP_REASONS`)."""
+        self.skipped[reason] += 1
+
     def summary(self) -> dict[str, Any]:
         """Per-step records as Python numbers, and totals (one host sync for the whole run)."""
         steps = resolve_steps([sigma for sigma, _ in self.steps], [info for _, info in self.steps])
@@ -78,8 +91,16 @@ class DiffIERRun:
             "steps_corrected": len(steps),
             "mean_iterations": (sum(iters) / len(iters)) if iters else 0.0,
             "extra_model_evals": sum(s["model_evals"] for s in steps),
+            "guided_steps": self.guided_calls,
+            "skipped": dict(self.skipped),
             "steps": steps,
         }
+
+
+def empty_summary() -> dict[str, Any]:
+    """The summary of a run that never reached a guided step (e.g. ``denoise`` = 0: no sampling at all)."""
+    return {"steps_corrected": 0, "mean_iterations": 0.0, "extra_model_evals": 0, "guided_steps": 0,
+            "skipped": dict.fromkeys(SKIP_REASONS, 0), "steps": [], "notice": ""}
 
 
 class DiffIERPatch:
@@ -92,14 +113,18 @@ class DiffIERPatch:
         on_run_end: called with each run's summary dict (KSamplerDiffIER shows it).
         stride: correct only every ``stride``-th guided model call inside the window, starting with the
             first (1 = every call, today's behaviour; the cheap presets, ``diffier_core.presets``).
+        at_cfg_1: ``"skip"`` (default: at cfg = 1 the step is left unchanged and the run's summary says so) or
+            ``"correct"`` (at cfg = 1 the conditional branch is the guided prediction and is corrected).
     """
 
     def __init__(self, config: DiffIERConfig, start_percent: float = 0.0, end_percent: float = 1.0,
-                 on_run_end: Callable[[dict[str, Any]], None] | None = None, stride: int = 1) -> None:
+                 on_run_end: Callable[[dict[str, Any]], None] | None = None, stride: int = 1,
+                 at_cfg_1: str = DEFAULT_AT_CFG_1) -> None:
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise DiffIERError(f"DiffIER: stride must be an integer >= 1, got {stride!r}")
         self.config = config
         self.stride = stride
+        self.at_cfg_1 = validate_at_cfg_1(at_cfg_1)
         self.start_percent = start_percent
         self.end_percent = end_percent
         self.on_run_end = on_run_end
@@ -131,6 +156,9 @@ class DiffIERPatch:
 
     def _finish(self, run: DiffIERRun) -> None:
         summary = run.summary()
+        summary["notice"] = self.notice(run, summary)
+        if summary["notice"]:
+            log.warning(summary["notice"])
         for step in summary["steps"]:
             for i, (finite, kept) in enumerate(zip(step["input_finite"], step["kept"], strict=True)):
                 if not finite:
@@ -144,6 +172,27 @@ class DiffIERPatch:
                  summary["extra_model_evals"])
         if self.on_run_end is not None:
             self.on_run_end(summary)
+
+    def notice(self, run: DiffIERRun, summary: dict[str, Any]) -> str:
+        """Why DiffIER left guided steps of ``run`` unchanged, in one sentence for the user ("" where it did not)."""
+        total, skipped = summary["guided_steps"], summary["skipped"]
+        reasons = []
+        if skipped["disabled"]:
+            off = "eta = 0" if self.config.eta <= 0.0 else "max_iters = 0"
+            reasons.append(f"it is switched off ({off}); set eta > 0 and max_iters > 0 to apply it")
+        if skipped["cfg_1"]:
+            reasons.append(f"cfg = 1 at {skipped['cfg_1']} of {total} guided steps: ComfyUI skips the negative pass "
+                           "there, so those steps are plain sampling (at_cfg_1 = skip); set at_cfg_1 = correct to "
+                           "run DiffIER at cfg 1")
+        if skipped["outside_window"] and run.window_calls == 0:
+            reasons.append(f"empty window: no step's sigma fell in [start_percent, end_percent] = "
+                           f"[{self.start_percent:g}, {self.end_percent:g}] (sigma {run.sigma_end:.4g} to "
+                           f"{run.sigma_start:.4g}); widen the window")
+        if not reasons:
+            return ""
+        left = sum(skipped.values())
+        what = "did nothing" if summary["steps_corrected"] == 0 else f"left {left} of {total} guided steps unchanged"
+        return f"DiffIER {what} in this run: {'; '.join(reasons)}."
 
     def finish_fallback(self) -> None:
         """Close the run opened without ComfyUI's outer-sample wrapper, if any (logs and reports its summary)."""
@@ -167,14 +216,24 @@ class DiffIERPatch:
         Works in any grad mode: the correction never builds an autograd graph (see ``diffier_step``).
         """
         step = adapter.read_post_cfg(args)
-        if math.isclose(step.cond_scale, 1.0) or not self.config.enabled:
-            return step.denoised  # cfg = 1: ComfyUI skipped the uncond pass; nothing to correct
         run = self._run_for(step)
-        if not run.in_window(step.sigma) or not run.on_stride(self.stride):
+        run.guided_calls += 1
+        at_cfg_1 = math.isclose(step.cond_scale, 1.0)
+        if not self.config.enabled:
+            run.skip("disabled")
+            return step.denoised
+        if at_cfg_1 and self.at_cfg_1 == "skip":
+            run.skip("cfg_1")  # ComfyUI skipped the uncond pass: plain sampling, reported once per run
+            return step.denoised
+        if not run.in_window(step.sigma):
+            run.skip("outside_window")
+            return step.denoised
+        if not run.on_stride(self.stride):
             return step.denoised
         evaluate = None
         if self.config.mode == "consistency":
-            evaluate = _guided_evaluator(step, self.config.inner_guidance)
+            # at cfg = 1 the guided prediction is the conditional one: one model row per iteration
+            evaluate = _guided_evaluator(step, "cond" if at_cfg_1 else self.config.inner_guidance)
         out, info = diffier_step(step.x, step.denoised, step.sigma, self.config, run.noise,
                                  convention=run.convention, evaluate=evaluate)
         run.steps.append((step.sigma.detach(), info))

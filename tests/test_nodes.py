@@ -217,11 +217,13 @@ def test_batch_of_two_prompts_equals_batch_of_one(run_node):
 
 # -- the contract with ComfyUI ---------------------------------------------------------------------
 def test_cfg_one_is_plain_ksampler_bit_for_bit(run_node):
-    """At cfg = 1 DiffIER never runs: both runs are the same arithmetic in one process (same-machine claim)."""
+    """At cfg = 1 with ``at_cfg_1 = skip`` (the default) DiffIER never runs: both runs are the same arithmetic in one
+    process (same-machine claim), and the summary says why (tests/test_at_cfg_1.py: the other routes, the log)."""
     tm = tiny("eps")
     plain, _ = ksampler(run_node, tm, cfg=1.0)
     ours, info = ksampler(run_node, tm, node="KSamplerDiffIER", cfg=1.0, **DIFFIER)
     assert torch.equal(plain, ours) and info["steps_corrected"] == 0
+    assert info["skipped"]["cfg_1"] == 3 and "at_cfg_1 = correct" in info["notice"]
 
 
 @pytest.mark.parametrize("override", [{"eta": 0.0}, {"max_iters": 0}, {"start_percent": 1.0, "end_percent": 1.0}])
@@ -231,6 +233,7 @@ def test_off_values_are_plain_ksampler_bit_for_bit(run_node, override):
     plain, _ = ksampler(run_node, tm)
     ours, info = ksampler(run_node, tm, node="KSamplerDiffIER", **{**DIFFIER, **override})
     assert torch.equal(plain, ours) and info["steps_corrected"] == 0
+    assert info["notice"].startswith("DiffIER did nothing in this run")
 
 
 def test_step_window_limits_corrected_steps(run_node):

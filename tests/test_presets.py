@@ -6,8 +6,8 @@
   image of the code path the nodes ran before the input existed (``DiffIERPatch(build_config(...), start, end)``),
   bit for bit: the same kernels on the same shapes in one process (a same-machine claim, as in tests/test_nodes.py);
 * a bad preset is an error naming ``preset`` (at queue time through ComfyUI's own validation, and when the node runs);
-* on a real server, an old API prompt (no ``preset``) queues, runs and equals ``preset = quality``; a bad preset is a
-  400 naming the input;
+* on a real server, an old API prompt (no ``preset``, no ``at_cfg_1``) queues, runs and equals ``preset = quality``
+  and ``at_cfg_1 = skip``; a bad preset or ``at_cfg_1`` is a 400 naming the input;
 * the shipped presets, their tooltip and the README agree with docs/results/frontier_presets.json, which the frontier
   benchmark wrote (so the presets' settings and numbers come from the measured frontier).
 """
@@ -170,11 +170,13 @@ def test_without_preset_the_image_is_bit_identical_to_quality_and_to_before(pack
                                                                                                           preset)
 
 
-def test_preset_is_optional_last_and_defaults_to_quality(comfy_nodes):
+def test_preset_is_optional_after_inner_guidance_and_defaults_to_quality(comfy_nodes):
+    """Optional, after ``inner_guidance``; only ``at_cfg_1`` (tests/test_at_cfg_1.py) follows it."""
     for node_id in NODE_IDS:
         info = comfy_nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()
         optional = info["input"]["optional"]
-        assert list(optional)[-1] == "preset" and "preset" not in info["input"]["required"]
+        assert list(optional) == ["inner_guidance", "preset", "at_cfg_1"]
+        assert "preset" not in info["input"]["required"]
         assert optional["preset"][1]["options"] == ["quality", "balanced", "fast", "custom"]
         assert optional["preset"][1]["default"] == "quality"
 
@@ -265,7 +267,8 @@ def _shares(docs: dict, label: str) -> tuple[float, float]:
 
 # -- through the HTTP API of a real server ------------------------------------------------------------
 def _digits_prompt(prefix: str, **diffier) -> dict:
-    """The digits demo model → KSampler (DiffIER) → SaveLatent, as an old API workflow (no ``preset``)."""
+    """The digits demo model → KSampler (DiffIER) → SaveLatent, as an old API workflow (no ``preset``, no
+    ``at_cfg_1``); ``diffier`` adds or overrides KSampler (DiffIER)'s inputs."""
     return {
         "1": {"class_type": "DiffIERDemoModelLoader", "inputs": {"model_name": "digits_diffusion.safetensors"}},
         "2": {"class_type": "DiffIERDemoCondition", "inputs": {"model": ["1", 0], "digit": "7"}},
@@ -281,25 +284,35 @@ def _digits_prompt(prefix: str, **diffier) -> dict:
 
 @pytest.mark.slow
 def test_old_api_workflow_and_presets_on_a_real_server():
-    """An API prompt without ``preset`` queues and runs and equals ``preset = quality``; ``balanced`` runs with one
-    extra evaluation per step; a bad preset is a 400 naming the input."""
+    """An API prompt without ``preset`` and ``at_cfg_1`` queues and runs and equals ``preset = quality`` and
+    ``at_cfg_1 = skip``; ``balanced`` runs with one extra evaluation per step; at cfg 1 the old prompt is plain
+    sampling and says so, ``at_cfg_1 = correct`` corrects; a bad preset or at_cfg_1 is a 400 naming the input."""
     from safetensors.torch import load_file
     from server_harness import ComfyServer, PromptRejected
 
+    runs = {"old": {}, "quality": {"preset": "quality"}, "skip": {"at_cfg_1": "skip"},
+            "balanced": {"preset": "balanced"}, "cfg1_old": {"cfg": 1.0},
+            "cfg1_correct": {"cfg": 1.0, "at_cfg_1": "correct"}}
     with ComfyServer() as server:
         latents, texts = {}, {}
-        for name, extra in (("old", {}), ("quality", {"preset": "quality"}), ("balanced", {"preset": "balanced"})):
+        for name, extra in runs.items():
             result = server.run(_digits_prompt(f"preset_{name}", **extra), timeout=300)
             texts[name] = " ".join(result.outputs["5"]["text"])
             record = result.outputs["6"]["latents"][0]
             latents[name] = load_file(str(server.output_file(record)))["latent_tensor"]
         assert torch.equal(latents["old"], latents["quality"])
+        assert torch.equal(latents["old"], latents["skip"])
         assert not torch.equal(latents["old"], latents["balanced"])
         assert "4 steps corrected, 1.00 mean iterations, 4 extra evaluations" in texts["balanced"], texts
-        with pytest.raises(PromptRejected) as info:
-            server.queue(_digits_prompt("preset_bad", preset="turbo"))
-        assert info.value.status == 400
-        errors = info.value.body["node_errors"]["5"]["errors"]
-        assert "preset" in {e["extra_info"]["input_name"] for e in errors}, errors
-        assert "turbo" in json.dumps(errors)
+        assert "0 steps corrected" in texts["cfg1_old"] and "at_cfg_1 = correct" in texts["cfg1_old"], texts
+        assert "4 steps corrected" in texts["cfg1_correct"], texts
+        assert not torch.equal(latents["cfg1_old"], latents["cfg1_correct"])
+        for bad in ({"preset": "turbo"}, {"at_cfg_1": "always"}):
+            with pytest.raises(PromptRejected) as info:
+                server.queue(_digits_prompt("preset_bad", **bad))
+            assert info.value.status == 400
+            errors = info.value.body["node_errors"]["5"]["errors"]
+            (name, value), = bad.items()
+            assert name in {e["extra_info"]["input_name"] for e in errors}, errors
+            assert value in json.dumps(errors)
         assert server.alive()
