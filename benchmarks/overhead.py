@@ -114,7 +114,7 @@ def kernel_rows(core, shape_hw: tuple[int, int], batches: list[int], dtypes: lis
 
                 def step(config=config, noise=noise, x=x, d=d, sigma=sigma, target=target):
                     with torch.inference_mode():
-                        return core.diffier_step(x, d, sigma, config, noise, convention="eps",
+                        return core.diffier_step(x, d, *core.convention_scales(sigma, "eps"), config, noise,
                                                  evaluate=lambda xp: target)
 
                 seconds = timed(step, repeats, device)

@@ -17,11 +17,11 @@ from .config import (
 from .conversions import (
     CONVENTIONS,
     append_dims,
+    convention_scales,
     denoised_delta_from_eps_delta,
     denoised_from_eps,
     eps_from_denoised,
     renoise,
-    signal_scale,
 )
 from .correction import StepInfo, consistency_correction, diffier_step, paper_correction, resolve_steps
 from .errors import DiffIERError, DiffIERParameterError
@@ -35,8 +35,8 @@ __all__ = [
     "AT_CFG_1", "CONVENTIONS", "DEFAULT_AT_CFG_1", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS", "DiffIERConfig",
     "DiffIERError", "DiffIERParameterError", "GridLayout", "PeakMemory", "PerSampleNoise", "StepInfo", "SyncCounter",
     "append_dims",
-    "consistency_correction", "denoised_delta_from_eps_delta", "denoised_from_eps", "diffier_step",
+    "consistency_correction", "convention_scales", "denoised_delta_from_eps_delta", "denoised_from_eps", "diffier_step",
     "eps_from_denoised", "grid_layout", "label_grid", "mix_seed", "paper_correction", "parse_labels",
     "per_sample_finite", "per_sample_mean_square", "per_sample_rms", "per_sample_sum_square", "renoise",
-    "resolve_steps", "sample_seeds", "signal_scale", "validate_at_cfg_1", "validate_window",
+    "resolve_steps", "sample_seeds", "validate_at_cfg_1", "validate_window",
 ]

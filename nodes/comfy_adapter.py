@@ -31,9 +31,9 @@ log = logging.getLogger("DiffIER")
 __all__ = ["TouchPoint", "TOUCH_POINTS", "POST_CFG_KEYS", "TESTED_VERSIONS", "MINIMUM_VERSION", "SOURCE_CHECKED",
            "comfyui_version", "check_touch_points", "missing", "require", "available", "PostCfgStep",
            "read_post_cfg", "patch_model", "store_run", "find_run", "outer_sample_context", "model_sampling",
-           "noise_scaling", "percent_to_sigma", "calc_cond_batch", "check_interrupted", "common_ksampler",
-           "sampler_names", "scheduler_names", "cfg_guider", "input_extras", "schema_extras", "ComfyExtension",
-           "io"]
+           "noise_scaling", "noise_scales", "affine_noise_scales", "percent_to_sigma", "calc_cond_batch",
+           "check_interrupted", "common_ksampler", "sampler_names", "scheduler_names", "cfg_guider", "input_extras",
+           "schema_extras", "ComfyExtension", "io"]
 
 #: ComfyUI versions the integration tests ran against (docs/COMPATIBILITY.md).
 TESTED_VERSIONS = ("0.3.52", "0.3.75")
@@ -357,8 +357,69 @@ def model_sampling(model: Any) -> Any:
 
 
 def noise_scaling(sampling: Any, sigma: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-    """``model_sampling.noise_scaling(σ, noise, latent)``: the model's own x_σ for (x₀, ε)."""
-    return sampling.noise_scaling(sigma, noise, latent)
+    """``model_sampling.noise_scaling(σ, noise, latent)`` as float32 of ``noise``'s shape: the model's own x_σ.
+
+    ``sigma`` comes as ``[B, 1]`` next to ``[B, N]`` tensors, the way ComfyUI's own ``scale_latent_inpaint`` passes a
+    per-sample σ. A call that fails or returns another shape is a :class:`DiffIERError` naming the class.
+    """
+    try:
+        out = sampling.noise_scaling(sigma, noise, latent)
+        return torch.broadcast_to(torch.as_tensor(out), noise.shape).float()
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DiffIERError(f"DiffIER: {type(sampling).__name__}.noise_scaling(σ of shape {list(sigma.shape)}, noise "
+                           f"and latent of shape {list(noise.shape)}) failed: {exc}") from exc
+
+
+def noise_scales(sampling: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signal scale a(σ) and noise scale b(σ) per sample of the model's ``x = a x₀ + b ε``, shape ``[B]`` each.
+
+    Read off the model's own ``noise_scaling`` on σ's device without a host sync: a = noise_scaling(σ, ε = 0,
+    x₀ = 1), b = noise_scaling(σ, ε = 1, x₀ = 0). That the map is affine is checked once per run
+    (:func:`affine_noise_scales`).
+    """
+    s = sigma.detach().float().reshape(-1, 1)
+    signal = noise_scaling(sampling, s, torch.zeros_like(s), torch.ones_like(s)).reshape(-1)
+    noise = noise_scaling(sampling, s, torch.ones_like(s), torch.zeros_like(s)).reshape(-1)
+    return signal, noise
+
+
+#: random (ε, x₀) pairs per σ in the affine check, and its tolerance in float32 ulps of the terms' magnitude
+AFFINE_PROBES = 16
+AFFINE_ULPS = 16
+
+
+def affine_noise_scales(sampling: Any, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` at every σ of ``sigmas`` (shape ``[S]`` each), after checking that ``noise_scaling`` is affine there.
+
+    For random ε and x₀ (from a fixed generator: ComfyUI's global RNG is left alone) ``noise_scaling(σ, ε, x₀)`` must
+    equal a·x₀ + b·ε, and ``noise_scaling(σ, 0, 0)`` must be 0, within ``AFFINE_ULPS`` float32 ulps of
+    |a·x₀| + |b·ε|; a, b and the results must be finite. Otherwise a :class:`DiffIERError` names the model-sampling
+    class and what was found. One host sync (a run-start check, not a per-step one).
+    """
+    s = sigmas.detach().float().reshape(-1, 1)
+    generator = torch.Generator().manual_seed(0)
+    eps, x0 = (torch.randn(s.shape[0], AFFINE_PROBES, generator=generator).to(s.device) for _ in range(2))
+    a, b = noise_scales(sampling, s)
+    got = noise_scaling(sampling, s, eps.clone(), x0.clone())
+    zero = noise_scaling(sampling, s, torch.zeros_like(eps), torch.zeros_like(x0))
+    signal, noise = a[:, None] * x0, b[:, None] * eps
+    tolerance = AFFINE_ULPS * torch.finfo(torch.float32).eps * (signal.abs() + noise.abs())
+    error = torch.maximum((got - (signal + noise)).abs(), zero.abs())
+    bad = ~(error <= tolerance) | ~torch.isfinite(a)[:, None] | ~torch.isfinite(b)[:, None]
+    if bool(bad.any()):
+        raise DiffIERError(_not_affine(sampling, s, a, b, got, signal + noise, zero, tolerance, bad))
+    return a, b
+
+
+def _not_affine(sampling: Any, sigma: torch.Tensor, a: torch.Tensor, b: torch.Tensor, got: torch.Tensor,
+                expected: torch.Tensor, zero: torch.Tensor, tolerance: torch.Tensor, bad: torch.Tensor) -> str:
+    """The error text of :func:`affine_noise_scales` for the first σ and element where the map is not affine."""
+    row, col = (int(i) for i in bad.nonzero()[0])
+    return (f"DiffIER: the noise convention of {type(sampling).__name__} is not affine: at σ = "
+            f"{float(sigma[row]):.4g}, noise_scaling(σ, ε, x0) gives {float(got[row, col]):.6g} where a·x0 + b·ε = "
+            f"{float(expected[row, col]):.6g} (a = {float(a[row]):.6g}, b = {float(b[row]):.6g}, allowed "
+            f"difference {float(tolerance[row, col]):.3g}) and noise_scaling(σ, 0, 0) = {float(zero[row, col]):.3g}; "
+            "DiffIER needs x = a(σ)·x0 + b(σ)·ε, as every ComfyUI model sampling so far has")
 
 
 def percent_to_sigma(sampling: Any, percent: float) -> float:

@@ -2,8 +2,9 @@
 
 No math lives here, and no ComfyUI internals either: everything ComfyUI is reached through
 :mod:`.comfy_adapter`. The hook reads the step from ComfyUI's post-CFG arguments, asks the core for the
-correction, and records what it did; the wrapper opens a per-run record (seeds, σ window, noise
-convention) from the sampler's own seed and initial noise, and closes it with one log summary.
+correction, and records what it did; the wrapper opens a per-run record (seeds, σ window, the model's noise
+convention, checked to be affine) from the sampler's own seed, initial noise and schedule, and closes it with
+one log summary.
 """
 
 from __future__ import annotations
@@ -35,25 +36,10 @@ log = logging.getLogger("DiffIER")
 WRAPPER_KEY = "diffier"
 
 
-def noise_convention(model_sampling: Any) -> str:
-    """``"eps"`` or ``"flow"``, read off ``model_sampling.noise_scaling`` itself (works for every type)."""
-    sigma = torch.tensor([0.5])
-    ones, zeros = torch.ones(1, 1), torch.zeros(1, 1)
-    signal = float(adapter.noise_scaling(model_sampling, sigma, zeros.clone(), ones.clone()).flatten()[0])
-    noise = float(adapter.noise_scaling(model_sampling, sigma, ones.clone(), zeros.clone()).flatten()[0])
-    if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 1.0, abs_tol=1e-6):
-        return "eps"
-    if math.isclose(noise, 0.5, abs_tol=1e-6) and math.isclose(signal, 0.5, abs_tol=1e-6):
-        return "flow"
-    raise DiffIERError(
-        f"DiffIER: unsupported noise convention of {type(model_sampling).__name__}: noise_scaling(σ=0.5) gives "
-        f"x = {signal:g}·x0 + {noise:g}·ε, expected x0 + σε (eps) or (1−σ)x0 + σε (flow)"
-    )
-
-
 #: Why a guided step was left unchanged, as counted per run: the config turns DiffIER off (``disabled``), cfg = 1
-#: with ``at_cfg_1 = skip`` (``cfg_1``), the step's σ outside [start_percent, end_percent] (``outside_window``).
-SKIP_REASONS = ("disabled", "cfg_1", "outside_window")
+#: with ``at_cfg_1 = skip`` (``cfg_1``), no noise at any σ of the schedule (``no_noise``: noise scale b = 0), the
+#: step's σ outside [start_percent, end_percent] (``outside_window``).
+SKIP_REASONS = ("disabled", "cfg_1", "no_noise", "outside_window")
 
 
 @dataclass
@@ -61,10 +47,11 @@ class DiffIERRun:
     """State of one sampling run (one ``CFGGuider.sample`` call)."""
 
     noise: PerSampleNoise
-    convention: str
+    model_sampling: Any  # whose noise_scaling gives each step's signal and noise scales
     sigma_start: float
     sigma_end: float
     full_window: bool = False  # start_percent = 0 and end_percent = 1: no step needs σ read on the host
+    noise_free: bool = False  # b(σ) = 0 at every σ of the schedule: nothing to correct anywhere
     steps: list[tuple[torch.Tensor, StepInfo]] = field(default_factory=list)
     window_calls: int = 0  # guided model calls seen inside the window (for ``stride``)
     guided_calls: int = 0  # post-CFG calls seen in this run
@@ -136,17 +123,23 @@ class DiffIERPatch:
         return adapter.patch_model(model, self.post_cfg, self.outer_sample, WRAPPER_KEY)
 
     # -- per-run state ---------------------------------------------------------------------------
-    def _new_run(self, model_sampling: Any, seed: int, initial_noise: torch.Tensor) -> DiffIERRun:
+    def _new_run(self, model_sampling: Any, seed: int, initial_noise: torch.Tensor,
+                 sigmas: torch.Tensor) -> DiffIERRun:
+        """The run record; checks once that the model's noise convention is affine at the schedule's σ."""
+        noise_free = False
+        if self.config.enabled:  # switched off, DiffIER never reads the convention
+            _, noise_scale = adapter.affine_noise_scales(model_sampling, sigmas)
+            noise_free = bool((noise_scale == 0).all())
         sigma_start = adapter.percent_to_sigma(model_sampling, self.start_percent)
         sigma_end = adapter.percent_to_sigma(model_sampling, self.end_percent)
-        return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), noise_convention(model_sampling),
-                          sigma_start, sigma_end, self.start_percent <= 0.0 and self.end_percent >= 1.0)
+        return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), model_sampling, sigma_start, sigma_end,
+                          self.start_percent <= 0.0 and self.end_percent >= 1.0, noise_free=noise_free)
 
     def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                      disable_pbar=False, seed=None, **kwargs):
-        """``WrappersMP.OUTER_SAMPLE`` wrapper: opens the run record from the sampler's seed."""
+        """``WrappersMP.OUTER_SAMPLE`` wrapper: opens the run record from the sampler's seed and schedule."""
         model_sampling, model_options = adapter.outer_sample_context(executor)
-        run = self._new_run(model_sampling, 0 if seed is None else int(seed), noise)
+        run = self._new_run(model_sampling, 0 if seed is None else int(seed), noise, _stepped_sigmas(sigmas))
         adapter.store_run(model_options, self.key, run)
         try:
             return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
@@ -160,11 +153,12 @@ class DiffIERPatch:
         if summary["notice"]:
             log.warning(summary["notice"])
         for step in summary["steps"]:
-            for i, (finite, kept) in enumerate(zip(step["input_finite"], step["kept"], strict=True)):
+            for i, (finite, kept, noised) in enumerate(zip(step["input_finite"], step["kept"], step["noised"],
+                                                           strict=True)):
                 if not finite:
                     log.warning("DiffIER: step %d (sigma %.4g), sample %d: the model's prediction is non-finite; "
                                 "passed through unchanged", step["step"], step["sigma"], i)
-                elif not kept:
+                elif not kept and noised:  # a sample without noise is in the run's notice
                     log.warning("DiffIER: step %d (sigma %.4g), sample %d: the correction was non-finite and was "
                                 "discarded", step["step"], step["sigma"], i)
         log.info("DiffIER (%s): %d steps corrected, %.2f mean iterations, %d extra model evaluations",
@@ -184,6 +178,11 @@ class DiffIERPatch:
             reasons.append(f"cfg = 1 at {skipped['cfg_1']} of {total} guided steps: ComfyUI skips the negative pass "
                            "there, so those steps are plain sampling (at_cfg_1 = skip); set at_cfg_1 = correct to "
                            "run DiffIER at cfg 1")
+        no_noise = skipped["no_noise"] + sum(not all(step["noised"]) for step in summary["steps"])
+        if no_noise:
+            reasons.append(f"no noise at {no_noise} of {total} guided steps: "
+                           f"{type(run.model_sampling).__name__}.noise_scaling gives noise scale b(sigma) = 0 there, "
+                           "so the sample does not depend on the noise and there is nothing to correct; left unchanged")
         if skipped["outside_window"] and run.window_calls == 0:
             reasons.append(f"empty window: no step's sigma fell in [start_percent, end_percent] = "
                            f"[{self.start_percent:g}, {self.end_percent:g}] (sigma {run.sigma_end:.4g} to "
@@ -206,7 +205,7 @@ class DiffIERPatch:
             return run
         if self._fallback is None:
             log.warning("DiffIER: sampled outside ComfyUI's sampler entry point; inner-loop noise seeded with 0")
-            self._fallback = self._new_run(adapter.model_sampling(step.model), 0, torch.zeros(1, 1))
+            self._fallback = self._new_run(adapter.model_sampling(step.model), 0, torch.zeros(1, 1), step.sigma)
         return self._fallback
 
     # -- the hook ----------------------------------------------------------------------------------
@@ -225,6 +224,9 @@ class DiffIERPatch:
         if at_cfg_1 and self.at_cfg_1 == "skip":
             run.skip("cfg_1")  # ComfyUI skipped the uncond pass: plain sampling, reported once per run
             return step.denoised
+        if run.noise_free:
+            run.skip("no_noise")
+            return step.denoised
         if not run.in_window(step.sigma):
             run.skip("outside_window")
             return step.denoised
@@ -234,10 +236,16 @@ class DiffIERPatch:
         if self.config.mode == "consistency":
             # at cfg = 1 the guided prediction is the conditional one: one model row per iteration
             evaluate = _guided_evaluator(step, "cond" if at_cfg_1 else self.config.inner_guidance)
-        out, info = diffier_step(step.x, step.denoised, step.sigma, self.config, run.noise,
-                                 convention=run.convention, evaluate=evaluate)
+        signal_scale, noise_scale = adapter.noise_scales(run.model_sampling, step.sigma)
+        out, info = diffier_step(step.x, step.denoised, signal_scale, noise_scale, self.config, run.noise,
+                                 evaluate=evaluate)
         run.steps.append((step.sigma.detach(), info))
         return out
+
+
+def _stepped_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
+    """The σ a schedule steps from (all but its last), or the schedule itself if it has one entry."""
+    return sigmas[:-1] if sigmas.numel() > 1 else sigmas
 
 
 def _guided_evaluator(step: adapter.PostCfgStep, inner_guidance: str):

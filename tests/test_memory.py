@@ -33,7 +33,7 @@ def test_working_set_at_most_four_latents(mode, dtype, batch):
     target = torch.randn(shape).to(dtype)
     config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=8)
     with core.PeakMemory() as m:
-        out, _ = core.diffier_step(x, d, torch.tensor(0.5), config, core.PerSampleNoise(list(range(batch))),
-                                   convention="eps", evaluate=lambda xp: target)
+        out, _ = core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"), config,
+                                   core.PerSampleNoise(list(range(batch))), evaluate=lambda xp: target)
     assert m.peak_bytes <= 4 * latent_fp32, m.peak_bytes / latent_fp32
     assert out.dtype == dtype

@@ -375,22 +375,6 @@ def test_an_out_of_range_value_is_reported_against_its_input_only(comfy_nodes, c
     assert not {"threshold", "start_percent", "end_percent", "max_iters", "seed", "cfg"} & set(by_input)
 
 
-def test_unsupported_noise_convention_is_a_clear_error(pack_module):
-    class Weird:
-        def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
-            return 2 * noise + latent_image
-
-    with pytest.raises(pack_module.diffier_core.DiffIERError, match="Weird"):
-        pack_module.nodes.patch.noise_convention(Weird())
-
-
-def test_reads_prediction_type_from_model_sampling(pack_module):
-    conv = pack_module.nodes.patch.noise_convention
-    assert conv(tiny("eps").model.model_sampling) == "eps"
-    assert conv(tiny("v").model.model_sampling) == "eps"
-    assert conv(tiny("flow").model.model_sampling) == "flow"
-
-
 @pytest.mark.parametrize("mode, per_step", [("paper", 0), ("consistency", 1)])
 def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step):
     """Beyond plain KSampler, DiffIER adds at most one host sync per step (none in paper mode).

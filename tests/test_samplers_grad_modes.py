@@ -93,8 +93,8 @@ def _step(core, mode: str, x, d, evaluate, calls: list):
         return evaluate(x_prime)
 
     config = core.DiffIERConfig(mode=mode, max_iters=3, threshold=0.0)
-    return core.diffier_step(x, d, torch.tensor([0.8, 1.3]), config, core.PerSampleNoise([3, 4]), convention="eps",
-                             evaluate=recorded if mode == "consistency" else None)
+    return core.diffier_step(x, d, *core.convention_scales(torch.tensor([0.8, 1.3]), "eps"), config,
+                             core.PerSampleNoise([3, 4]), evaluate=recorded if mode == "consistency" else None)
 
 
 @pytest.mark.parametrize("mode", ["consistency", "paper"])

@@ -30,6 +30,6 @@ def test_sync_budget_per_step(mode, max_iters, expected):
     noise = core.PerSampleNoise([1, 2])
     config = core.DiffIERConfig(mode=mode, max_iters=max_iters, threshold=0.0)
     with core.SyncCounter() as c:
-        core.diffier_step(x, d, torch.tensor([0.5, 0.5]), config, noise, convention="eps",
+        core.diffier_step(x, d, *core.convention_scales(torch.tensor([0.5, 0.5]), "eps"), config, noise,
                           evaluate=lambda xp: xp * 0.5)
     assert c.count == expected, c.calls
