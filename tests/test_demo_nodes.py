@@ -8,12 +8,12 @@ any CPU.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from prompt_runner import execute_prompt
 
 pytestmark = pytest.mark.integration
 
@@ -78,24 +78,10 @@ def test_shapes_and_condition(run_node, demo_model):
 
 
 def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_path):
-    import execution
-    import folder_paths
-    import server
-
     prompt = json.loads(WORKFLOW.read_text())
     assert {n["class_type"] for n in prompt.values()} >= set(DEMO_IDS) | {"KSamplerDiffIER", "SaveImage"}
     prompt["4"]["inputs"]["batch_size"] = 4  # keep the test fast; the graph is otherwise as shipped
-    prompt_id = str(uuid.uuid4())
-    valid = comfy_loop.run_until_complete(execution.validate_prompt(prompt_id, prompt, None))
-    assert valid[0], valid
-    old_out = folder_paths.get_output_directory()
-    folder_paths.set_output_directory(str(tmp_path))
-    try:
-        executor = execution.PromptExecutor(server.PromptServer.instance, cache_args={"lru": 0, "ram": 0})
-        comfy_loop.run_until_complete(executor.execute_async(prompt, prompt_id, {}, valid[2]))
-    finally:
-        folder_paths.set_output_directory(old_out)
-    assert executor.success, executor.status_messages
+    executor = execute_prompt(comfy_loop, prompt, tmp_path)
     images = executor.history_result["outputs"]["7"]["images"]
     assert len(images) == 4
     from PIL import Image
