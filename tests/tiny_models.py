@@ -16,7 +16,8 @@ Usage::
     run_node("KSampler", model=tm.patcher, positive=cond, negative=tm.make_cond(1, 2), ...)
 
 Kinds: ``eps``, ``v`` (SD1.x/SD2.x UNet), ``flow`` (SD3 MMDiT), ``video`` (Wan 2.1, 5-D latent),
-``audio`` (Stable Audio 1 DiT, 3-D latent).
+``audio`` (Stable Audio 1 DiT, 3-D latent). ``tests/tiny_families.py`` builds every model family of
+``comfy.supported_models`` the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ _UNET = {
 }
 _CONTEXT_TOKENS = 7
 
+# Tiny SD3 MMDiT (hidden = 64 * depth, heads = depth).
+SD3_DIT = {
+    "in_channels": 16, "patch_size": 2, "depth": 2, "adm_in_channels": 32,
+    "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 128}},
+    "pos_embed_max_size": 8, "num_patches": 64, "pos_embed_scaling_factor": None,
+}
+# Tiny Wan 2.1 text-to-video DiT.
+WAN21_DIT = {
+    "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "out_dim": 16, "dim": 64,
+    "ffn_dim": 128, "freq_dim": 64, "text_dim": 32, "num_heads": 2, "num_layers": 2, "eps": 1e-6,
+}
+# Tiny Stable Audio 1 DiT. Cross-attention needs kv heads (768 // head_dim) <= query heads (embed_dim // head_dim),
+# else dit.Attention repeat_interleaves by 0 and silently ignores the prompt; 768 is fixed by StableAudio1's
+# seconds embedders.
+STABLE_AUDIO_DIT = {
+    "audio_model": "dit1.0", "io_channels": 64, "embed_dim": 768, "depth": 1, "num_heads": 12, "cond_token_dim": 768,
+    "global_cond_dim": 1536, "project_cond_tokens": False, "transformer_type": "continuous_transformer",
+}
+
 
 @dataclasses.dataclass
 class TinyModel:
@@ -62,6 +82,8 @@ class TinyModel:
     context_tokens: int
     pooled_dim: int | None = None
     seed: int = 0
+    #: other conditioning keys, ``(generator, batch) -> dict`` (tests/tiny_families.py's families)
+    extras: Callable[[torch.Generator, int], dict] | None = None
 
     @property
     def model(self):
@@ -75,6 +97,8 @@ class TinyModel:
         extra = {}
         if self.pooled_dim is not None:
             extra["pooled_output"] = torch.randn((batch, self.pooled_dim), generator=g)
+        if self.extras is not None:
+            extra.update(self.extras(g, batch))
         return [[context, extra]]
 
 
@@ -123,6 +147,17 @@ def _random_state_dict(module: torch.nn.Module, seed: int) -> dict:
     return sd
 
 
+def stable_audio_checkpoint(seed: int) -> dict:
+    """The checkpoint entries StableAudio.get_model() reads besides the DiT: its seconds_start/total embedders."""
+    from comfy.ldm.audio.embedders import NumberConditioner
+
+    sd = {}
+    for i, name in enumerate(("seconds_start", "seconds_total")):
+        emb_sd = _random_state_dict(NumberConditioner(768, min_val=0, max_val=512), seed + 7919 * (i + 1))
+        sd.update({f"conditioner.conditioners.{name}.{k}": v for k, v in emb_sd.items()})
+    return sd
+
+
 def _finish(model_config, seed: int, checkpoint_sd: dict | None = None, dtype: torch.dtype = torch.float32):
     """comfy.sd.load_diffusion_model_state_dict's steps, for CPU/float32 and a known config.
 
@@ -159,49 +194,14 @@ def _configs():
             return ModelType.V_PREDICTION
 
     class TinySD3(sm.SD3):
-        unet_config = {
-            "in_channels": 16,
-            "patch_size": 2,
-            "depth": 2,  # MMDiT: hidden = 64 * depth, heads = depth
-            "adm_in_channels": 32,
-            "context_embedder_config": {"target": "torch.nn.Linear",
-                                        "params": {"in_features": 32, "out_features": 128}},
-            "pos_embed_max_size": 8,
-            "num_patches": 64,
-            "pos_embed_scaling_factor": None,
-        }
+        unet_config = SD3_DIT
         sampling_settings = {"shift": 3.0}
 
     class TinyWan21(sm.WAN21_T2V):
-        unet_config = {
-            "image_model": "wan2.1",
-            "model_type": "t2v",
-            "patch_size": (1, 2, 2),
-            "in_dim": 16,
-            "out_dim": 16,
-            "dim": 64,
-            "ffn_dim": 128,
-            "freq_dim": 64,
-            "text_dim": 32,
-            "num_heads": 2,
-            "num_layers": 2,
-            "eps": 1e-6,
-        }
+        unet_config = WAN21_DIT
 
     class TinyStableAudio(sm.StableAudio):
-        unet_config = {
-            "audio_model": "dit1.0",
-            "io_channels": 64,
-            # Cross-attention needs kv heads (768 // head_dim) <= query heads (embed_dim // head_dim),
-            # else dit.Attention repeat_interleaves by 0 and silently ignores the prompt.
-            "embed_dim": 768,
-            "depth": 1,
-            "num_heads": 12,
-            "cond_token_dim": 768,  # fixed by StableAudio1's 768-d seconds embedders
-            "global_cond_dim": 1536,
-            "project_cond_tokens": False,
-            "transformer_type": "continuous_transformer",
-        }
+        unet_config = STABLE_AUDIO_DIT
 
     return {"eps": TinySD15, "v": TinySD2V, "flow": TinySD3, "video": TinyWan21, "audio": TinyStableAudio}
 
@@ -228,15 +228,8 @@ def _build_video(seed: int, dtype: torch.dtype) -> TinyModel:
 
 
 def _build_audio(seed: int, dtype: torch.dtype) -> TinyModel:
-    from comfy.ldm.audio.embedders import NumberConditioner
-
     cfg_cls = _configs()["audio"]
-    # StableAudio.get_model() takes the seconds_start/total embedders from the checkpoint.
-    meta_sd = {}
-    for i, name in enumerate(("seconds_start", "seconds_total")):
-        emb_sd = _random_state_dict(NumberConditioner(768, min_val=0, max_val=512), seed + 7919 * (i + 1))
-        meta_sd.update({f"conditioner.conditioners.{name}.{k}": v for k, v in emb_sd.items()})
-    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=meta_sd, dtype=dtype)
+    patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=stable_audio_checkpoint(seed), dtype=dtype)
     return TinyModel("audio", patcher, (64, 32), "v_continuous", context_dim=768,
                      context_tokens=_CONTEXT_TOKENS, seed=seed)
 
