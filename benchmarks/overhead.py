@@ -30,19 +30,10 @@ import torch
 
 from benchmarks.harness import Harness
 from benchmarks.tuning import OVERHEAD_DIFFIER
+from scripts.sd21_unet import SD21_UNET
 
 log = logging.getLogger("DiffIER.bench.overhead")
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
-
-#: SD 2.1 (768-v) UNet, as ComfyUI's model detection reads it from the checkpoint.
-SD21_UNET: dict[str, Any] = {
-    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
-    "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
-    "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4],
-    "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 1024,
-    "num_head_channels": 64, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "use_temporal_attention": False, "use_temporal_resblock": False,
-}
 
 
 def build_sd21(model_channels: int = 320, seed: int = 0):

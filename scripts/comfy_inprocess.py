@@ -34,8 +34,12 @@ def _load_runtime_module():
     return module
 
 
-def bootstrap() -> Path:
-    """Make ComfyUI importable in-process (idempotent); returns its root."""
+def bootstrap(extra_args: tuple[str, ...] = ()) -> Path:
+    """Make ComfyUI importable in-process (idempotent); returns its root.
+
+    Args:
+        extra_args: more of ComfyUI's CLI arguments (e.g. ``--front-end-root DIR``), parsed with the first boot.
+    """
     runtime = _load_runtime_module()
     root = runtime.ensure_comfyui()
 
@@ -53,7 +57,7 @@ def bootstrap() -> Path:
 
     comfy.options.enable_args_parsing()
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0]] + ([] if os.environ.get("DIFFIER_TEST_GPU") == "1" else ["--cpu"])
+    sys.argv = [saved_argv[0]] + ([] if os.environ.get("DIFFIER_TEST_GPU") == "1" else ["--cpu"]) + list(extra_args)
     try:
         import comfy.cli_args  # noqa: F401  (parses sys.argv at import time)
     finally:
@@ -174,9 +178,9 @@ class NodeRunner:
 
 
 
-def session():
-    """``(root, nodes, run_node, pack)`` for scripts: bootstrap, load nodes, make a runner."""
-    root = bootstrap()
+def session(extra_args: tuple[str, ...] = ()):
+    """``(root, nodes, run_node, pack)`` for scripts: bootstrap (with ``extra_args``), load nodes, make a runner."""
+    root = bootstrap(extra_args)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     nodes = load_nodes(root, loop)

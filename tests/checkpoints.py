@@ -50,16 +50,23 @@ X4 = "x4-upscaler-ema.safetensors"
 ALL = (SD21_V, SD21_EPS, X4)
 #: bump to rebuild cached files after a change of the recipe
 RECIPE_VERSION = 1
-VPRED_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 
-SD21_UNET = {
-    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
-    "adm_in_channels": None, "in_channels": 4, "model_channels": 320, "num_res_blocks": [2, 2, 2, 2],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4], "transformer_depth_middle": 1,
-    "use_linear_in_transformer": True, "context_dim": 1024, "num_head_channels": 64,
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "use_temporal_attention": False, "use_temporal_resblock": False,
-}
+
+def _load_script(name: str, filename: str):
+    """A module of ``scripts/`` loaded by file path (the repository root is never importable here)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / filename)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_SD21 = _load_script("_diffier_sd21_unet", "sd21_unet.py")
+#: the SD 2.1 768-v UNet as ComfyUI detects it (shared with the benchmarks: ``scripts/sd21_unet.py``)
+SD21_UNET = _SD21.SD21_UNET
+VPRED_KEY = "model.diffusion_model." + _SD21.VPRED_PROBE_KEY
+
 # stablediffusion's x4-upscaling.yaml: attention_resolutions [2, 4, 8], channel_mult [1, 2, 2, 4]
 X4_UNET = {
     "use_checkpoint": False, "image_size": 128, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
@@ -84,13 +91,8 @@ def cache_dir() -> Path:
 
 def _lock(path: Path):
     """The runtime script's inter-process file lock (``scripts/comfyui_runtime.py``, loaded by file path)."""
-    name = "_diffier_comfyui_runtime"   # the name scripts/comfy_inprocess.py registers it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "comfyui_runtime.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].file_lock(path)
+    # the name scripts/comfy_inprocess.py registers it under
+    return _load_script("_diffier_comfyui_runtime", "comfyui_runtime.py").file_lock(path)
 
 
 def _stamp(path: Path) -> Path:
