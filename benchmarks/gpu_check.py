@@ -537,6 +537,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+        timer.join()                              # a timer that fired late must not interrupt the next run
         mm.interrupt_current_processing(False)
 
 

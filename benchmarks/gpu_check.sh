@@ -7,7 +7,11 @@
 #   bash benchmarks/gpu_check.sh --device cuda --out "$OUT"
 # With this workplace's device tool: run(command="bash benchmarks/gpu_check.sh --device cuda --out $OUT",
 #   carry=[".cache/gpu_bundle"], timeout_s=600); then copy overhead_cuda.json/.png into docs/results/.
-# A CPU dry run of the same path: bash benchmarks/gpu_check.sh --device cpu --quick --out /tmp/gpu-dry
+# A CPU dry run of the same path here, in a venv that has only torch and torchvision (CPython 3.11 here):
+#   .venv/bin/python scripts/gpu_bundle.py build --python-version 3.11 --out .cache/gpu_bundle-cp311
+#   .venv/bin/python scripts/gpu_bundle.py bare-venv /tmp/bare
+#   bash benchmarks/gpu_check.sh --device cpu --quick --bundle .cache/gpu_bundle-cp311 --python /tmp/bare/bin/python \
+#     --out /tmp/gpu-dry
 #
 # Options (the rest go to python -m benchmarks.gpu_check: --quick, --sections, --budget-s):
 #   --device cuda|cpu   (default cuda)       --out DIR      (default docs/results)
@@ -26,7 +30,7 @@ while [ $# -gt 0 ]; do
     --bundle) bundle=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
     --run-dir) run_dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) rest+=("$1"); shift ;;
   esac
 done

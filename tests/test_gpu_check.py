@@ -198,3 +198,23 @@ def test_sha256_matches_hashlib(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"diffier" * 1000)
     assert bundle.sha256(f) == hashlib.sha256(b"diffier" * 1000).hexdigest()
+
+
+def test_the_cuda_sync_log_reads_cuda_s_warnings_with_their_lines():
+    """``SyncLog``'s CUDA branch, without a GPU: ``set_sync_debug_mode`` is recorded instead of set, and the
+    warnings CUDA would raise are raised by hand; the count, the labels and the mode's reset are checked."""
+    probe = """
+import warnings, torch
+from benchmarks.gpu_check import SyncLog
+modes = []
+torch.cuda.set_sync_debug_mode = modes.append
+with SyncLog(torch.device("cuda"), object, lambda f, n: f"{f.rsplit('/', 1)[-1]}:{n}") as log:
+    warnings.warn("called a synchronizing CUDA operation")
+    warnings.warn("called a synchronizing CUDA operation")
+    warnings.warn("something else")
+print(log.count, log.sites[0].startswith("<string>:"), modes)
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**os.environ, "PYTHONPATH": ""},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == "2 True ['warn', 'default']"
