@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import inprocess
+from benchmarks.tuning import NODE_IDS
 from scripts.sd21_unet import SD21_UNET, VPRED_PROBE_KEY
 
 log = logging.getLogger("DiffIER.bench.gpu_check")
@@ -475,7 +476,7 @@ def check_routes(rig: Rig) -> dict[str, Any]:
     model, steps, side = rig.model(rig.check_dtype), rig.sizes.check_steps, rig.sizes.check_latent
     pos, neg = rig.cond(1, 1), rig.cond(1, 0)
     a, _ = rig.sample(model, "KSamplerDiffIER", seed=5, positive=pos, negative=neg, **DIFFIER)
-    (patched,) = rig.run_node("DiffIERGuider", model=model, **DIFFIER)
+    (patched,) = rig.run_node(NODE_IDS["diffier"], model=model, **DIFFIER)
     b, _ = rig.sample(patched, seed=5, positive=pos, negative=neg)
     (guider,) = rig.run_node("DiffIERCFGGuider", model=model, positive=pos, negative=neg, cfg=5.0, **DIFFIER)
     (noise,) = rig.run_node("RandomNoise", noise_seed=5)
