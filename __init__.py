@@ -4,7 +4,7 @@
 async def comfy_entrypoint():
     """V3 entry point ComfyUI calls on load: the DiffIER nodes, then the demo's. Imported lazily so that
     ``diffier_core`` stays importable without ComfyUI."""
-    from .demo import DEMO_NODES
+    from .demo.nodes import DEMO_NODES
     from .nodes import NODES, DiffIERExtension
 
     return DiffIERExtension([*NODES, *DEMO_NODES])

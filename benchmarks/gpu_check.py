@@ -10,7 +10,7 @@ Everything runs in one in-process ComfyUI with this pack loaded as ComfyUI loads
   (DiffIER) with the UNet in each dtype); the three node routes bit-identical for a seed; batch independence;
   non-finite predictions passed through and non-finite corrections discarded;
 * ``syncs``: host-device synchronisations per step, as CUDA reports them (``torch.cuda.set_sync_debug_mode``,
-  every one with the Python line that caused it; on the CPU ``diffier_core.SyncCounter``'s host reads stand in),
+  every one with the Python line that caused it; on the CPU the host reads of ``instruments.SyncCounter`` stand in),
   for ``paper``, ``consistency`` and each preset, in the core step alone and in whole KSampler runs;
 * ``kernel``: DiffIER's own time per step (CUDA events) against one batched cond + uncond evaluation of the UNet
   at 768² (4×96×96 latent), batch 1 and 4, float16 and bfloat16;
@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import inprocess
+from benchmarks.instruments import SyncCounter
 from benchmarks.tuning import NODE_IDS
 from scripts.sd21_unet import SD21_UNET, VPRED_PROBE_KEY
 
@@ -220,11 +221,11 @@ class SyncLog:
 
     On CUDA they are what CUDA itself reports: ``torch.cuda.set_sync_debug_mode("warn")`` turns every
     synchronising call into a warning, recorded here with its file and line. On the CPU nothing synchronises, and
-    the pack's ``SyncCounter`` (every host read: ``item``, ``bool``, ``float``, ``cpu``, ...) stands in.
+    ``benchmarks.instruments.SyncCounter`` (every host read: ``item``, ``bool``, ``float``, ``cpu``, ...) stands in.
 
     Args:
         device: where the tensors live.
-        counter_cls: ``diffier_core.SyncCounter`` of the loaded pack (used off CUDA).
+        counter_cls: ``benchmarks.instruments.SyncCounter`` (used off CUDA).
         sites: ``(filename, line) -> label`` for the call sites.
     """
 
@@ -278,7 +279,7 @@ def _caller() -> tuple[str, int]:
     frame = sys._getframe(2)
     while frame is not None and (frame.f_code.co_filename.startswith(torch_dir)
                                  or frame.f_code.co_filename == __file__
-                                 or "diffier_core/syncs.py" in frame.f_code.co_filename):
+                                 or "benchmarks/instruments/syncs.py" in frame.f_code.co_filename):
         frame = frame.f_back
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
 
@@ -411,7 +412,7 @@ class Rig:
         return f"other:{path.name}:{line}"
 
     def syncs(self) -> SyncLog:
-        return SyncLog(self.device, self.core.SyncCounter, self.site)
+        return SyncLog(self.device, SyncCounter, self.site)
 
 
 # -- section: checks --------------------------------------------------------------------------------------------
@@ -711,7 +712,7 @@ def core_syncs(rig: Rig) -> dict[str, int]:
 def run_syncs(rig: Rig, out: dict[str, Any]) -> None:
     """Syncs per step of whole runs: the slope between two run lengths, so per-run work drops out."""
     out["counted_by"] = ("torch.cuda.set_sync_debug_mode('warn')" if rig.device.type == "cuda"
-                         else "diffier_core.SyncCounter (host reads; nothing synchronises on the CPU)")
+                         else "benchmarks.instruments.SyncCounter (host reads; nothing synchronises on the CPU)")
     out["core_step"] = core_syncs(rig)
     rig.save()
     model = rig.model(rig.check_dtype)

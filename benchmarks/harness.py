@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import sys
 import time
@@ -28,20 +29,36 @@ from typing import Any
 
 import torch
 
-__all__ = ["Method", "SampleResult", "Harness", "inprocess"]
+__all__ = ["Method", "SampleResult", "Harness", "inprocess", "training"]
 
 
-def inprocess() -> ModuleType:
-    """``scripts/comfy_inprocess.py``, loaded by file path under the name the tests use (one ComfyUI per process,
-    also where the repository root is not importable, as under pytest)."""
-    name = "_diffier_comfy_inprocess"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _by_path(name: str, path: Path) -> ModuleType:
+    """The file (or, for a folder, the package) at ``path`` imported as ``name``, once (the repository root is not
+    importable under pytest or after ComfyUI's boot)."""
     if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "scripts" / "comfy_inprocess.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+        folder = path.is_dir()
+        spec = importlib.util.spec_from_file_location(name, path / "__init__.py" if folder else path,
+                                                      submodule_search_locations=[str(path)] if folder else None)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def inprocess() -> ModuleType:
+    """``scripts/comfy_inprocess.py``, loaded by file path under the name the tests use (one ComfyUI per process)."""
+    return _by_path("_diffier_comfy_inprocess", REPO / "scripts" / "comfy_inprocess.py")
+
+
+def training(submodule: str) -> ModuleType:
+    """``training.<submodule>`` (the demo models' data and the digits classifier), loaded by folder path under the
+    name the tests use."""
+    _by_path("_diffier_training", REPO / "training")
+    return importlib.import_module(f"_diffier_training.{submodule}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:

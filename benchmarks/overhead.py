@@ -9,8 +9,8 @@ Writes ``docs/results/overhead.json`` and ``docs/results/overhead.png`` (or into
   batch 1 and 4, float32 and float16: ``paper`` at its iteration cap and the non-model part of
   ``consistency`` (its evaluator returns a precomputed tensor), against one batched cond+uncond
   evaluation of the full-size SD 2.1 UNet (random weights, ComfyUI's own classes) in the same run;
-* host-device synchronisations per step (``diffier_core.SyncCounter``);
-* peak memory DiffIER adds, in latent-sized buffers (``diffier_core.PeakMemory``);
+* host-device synchronisations per step (``benchmarks.instruments.SyncCounter``);
+* peak memory DiffIER adds, in latent-sized buffers (``benchmarks.instruments.PeakMemory``);
 * end to end: KSamplerDiffIER against KSampler on the same graph and seed with a small SD 2.1
   architecture model at 256², alternating A/B runs, medians, and model evaluations per sample.
 """
@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import Harness
+from benchmarks.instruments import PeakMemory, SyncCounter
 from benchmarks.tuning import OVERHEAD_DIFFIER
 from scripts.sd21_unet import SD21_UNET
 
@@ -109,9 +110,9 @@ def kernel_rows(core, shape_hw: tuple[int, int], batches: list[int], dtypes: lis
                                                  evaluate=lambda xp: target)
 
                 seconds = timed(step, repeats, device)
-                with core.SyncCounter() as syncs:
+                with SyncCounter() as syncs:
                     step()
-                with core.PeakMemory() as mem:
+                with PeakMemory() as mem:
                     out, info = step()
                 rows.append({
                     "mode": mode, "batch": batch, "dtype": str(dtype).replace("torch.", ""), "max_iters": max_iters,

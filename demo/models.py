@@ -13,7 +13,7 @@ Kinds:
 one-channel MNIST digits in [-1, 1], ComfyUI's discrete (SD) schedule, class conditioning through
 cross-attention on a learned table of 10 digit embeddings + 1 null embedding (trained with CFG
 dropout to the null), stored in the same file as ``class_embedding`` (shape ``[11, tokens, dim]``).
-Trained by ``demo/training/train_digits.py``.
+Trained by ``training/train_digits.py``.
 
 ``sr`` — a conditional super-resolution ε-prediction UNet (same ComfyUI classes, no attention) on
 one-channel images in [-1, 1]. The condition is the low-resolution image, bicubic-upsampled to the
@@ -22,7 +22,7 @@ high-resolution size and passed through ComfyUI's concat mechanism (``BaseModel.
 ComfyUI's inpaint / pix2pix models receive their images), so positive and negative carry different
 concat images; the null condition is all zeros (CFG dropout to zeros in training). The metadata
 config names the scale, the HR/LR sizes and the degradation (Gaussian blur σ, then area downsampling,
-as in the paper's SR setup; the arithmetic is in ``demo/degrade.py``). Trained by ``demo/training/train_sr.py``.
+as in the paper's SR setup; the arithmetic is in ``demo/degrade.py``). Trained by ``training/train_sr.py``.
 
 Every built model carries ``diffier_demo_kind`` and ``diffier_demo_config`` (read by the demo nodes).
 New kinds register a builder in ``_BUILDERS``.

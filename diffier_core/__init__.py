@@ -25,18 +25,14 @@ from .conversions import (
 )
 from .correction import StepInfo, consistency_correction, diffier_step, paper_correction, resolve_steps
 from .errors import DiffIERError, DiffIERParameterError
-from .grid_labels import GridLayout, grid_layout, label_grid, parse_labels
-from .memory import PeakMemory
 from .metrics import per_sample_finite, per_sample_mean_square, per_sample_rms, per_sample_sum_square
 from .noise import PerSampleNoise, mix_seed, sample_seeds
-from .syncs import SyncCounter
 
 __all__ = [
     "AT_CFG_1", "CONVENTIONS", "DEFAULT_AT_CFG_1", "INNER_GUIDANCE", "MODES", "RANGES", "REDUCTIONS", "DiffIERConfig",
-    "DiffIERError", "DiffIERParameterError", "GridLayout", "PeakMemory", "PerSampleNoise", "StepInfo", "SyncCounter",
-    "append_dims",
+    "DiffIERError", "DiffIERParameterError", "PerSampleNoise", "StepInfo", "append_dims",
     "consistency_correction", "convention_scales", "denoised_delta_from_eps_delta", "denoised_from_eps", "diffier_step",
-    "eps_from_denoised", "grid_layout", "label_grid", "mix_seed", "paper_correction", "parse_labels",
+    "eps_from_denoised", "mix_seed", "paper_correction",
     "per_sample_finite", "per_sample_mean_square", "per_sample_rms", "per_sample_sum_square", "renoise",
     "resolve_steps", "sample_seeds", "validate_at_cfg_1", "validate_window",
 ]

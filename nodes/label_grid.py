@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..diffier_core import label_grid, parse_labels
-from ..diffier_core.grid_labels import MAX_FONT
 from .comfy_adapter import io
+from .grid_drawing import MAX_FONT, label_grid, parse_labels
 
 
 class DiffIERLabelGrid(io.ComfyNode):

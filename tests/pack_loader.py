@@ -49,3 +49,21 @@ def import_core() -> ModuleType:
     """``diffier_core`` of the pack (pure torch)."""
     import_pack()
     return importlib.import_module(f"{PACKAGE_NAME}.diffier_core")
+
+
+def import_pack_file(relative: str) -> ModuleType:
+    """One module of the pack by itself, e.g. ``nodes/grid_drawing.py`` without ComfyUI: its relative imports of
+    ``diffier_core`` resolve inside the pack's package; the ``__init__`` of its own folder does not run."""
+    import_core()
+    name = ".".join((PACKAGE_NAME, *Path(relative).with_suffix("").parts))
+    return import_file(name, PACK_DIR / relative)
+
+
+def import_benchmarks(submodule: str) -> ModuleType:
+    """``benchmarks.<submodule>`` loaded from its folder (e.g. ``instruments``, ``eq9``)."""
+    return import_from_folder("_diffier_benchmarks_under_test", PACK_DIR / "benchmarks", submodule)
+
+
+def import_training(submodule: str) -> ModuleType:
+    """``training.<submodule>`` loaded from its folder (e.g. ``data.digits``, ``train_sr``)."""
+    return import_from_folder("_diffier_training", PACK_DIR / "training", submodule)

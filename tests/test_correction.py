@@ -7,9 +7,10 @@ construction (a factor of 0, a pass-through copy), so they hold on any CPU.
 import pytest
 import torch
 from float_bounds import assert_f32_close, f32_bound, max_abs
-from pack_loader import import_core
+from pack_loader import import_benchmarks, import_core
 
 core = import_core()
+SyncCounter = import_benchmarks("instruments").SyncCounter
 scales = core.convention_scales  # (a, b) of the named conventions: eps (1, σ), flow (1 − σ, σ)
 
 
@@ -224,7 +225,7 @@ def test_resolve_steps_matches_resolve_and_adds_sigma():
         _, info = core.diffier_step(x, d, *scales(torch.tensor(s), "eps"), core.DiffIERConfig(mode="paper"), seeded(2))
         infos.append(info)
         sigmas.append(torch.tensor([s, s]))
-    with core.SyncCounter() as c:
+    with SyncCounter() as c:
         records = core.resolve_steps(sigmas, infos)
     assert c.count == 1
     for i, (record, info) in enumerate(zip(records, infos, strict=True)):

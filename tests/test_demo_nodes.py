@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pack_loader import import_training
 from prompt_runner import execute_prompt
 
 pytestmark = pytest.mark.integration
@@ -24,8 +25,8 @@ MODEL_NAME = "digits_diffusion.safetensors"
 
 
 @pytest.fixture(scope="module")
-def digits_data(pack_module):
-    return pack_module.demo.data.digits
+def digits_data():
+    return import_training("data.digits")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The embedded super-resolution demo (issue 7): the SR models load through ComfyUI's loader node, the SR
+"""The embedded super-resolution demo: the SR models load through ComfyUI's loader node, the SR
 nodes build conditioning with the LR image as the positive's concat image and zeros as the negative's,
 the shipped API graph runs through ComfyUI's real ``execution.PromptExecutor``, and the outputs are
 super-resolutions of *their* inputs (much closer to their own HR image than to other images' HR; the
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pack_loader import import_training
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +29,8 @@ MODELS = {"digits": "sr_digits_x4.safetensors", "photos": "sr_photos_x2.safetens
 
 
 @pytest.fixture(scope="module")
-def sr_data(pack_module):
-    return pack_module.demo.data.sr
+def sr_data():
+    return import_training("data.sr")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

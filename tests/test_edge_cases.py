@@ -12,6 +12,7 @@ import logging
 
 import pytest
 import torch
+from pack_loader import import_benchmarks
 from test_nodes import DIFFIER, assert_batch_independent, ksampler
 from tiny_models import make_latent, make_model
 
@@ -165,7 +166,7 @@ def test_huge_latent_working_set_is_linear(pack_module):
     for hw in (64, 256):
         x = torch.randn(1, 4, hw, hw)
         d = torch.randn(1, 4, hw, hw)
-        with core.PeakMemory() as m:
+        with import_benchmarks("instruments").PeakMemory() as m:
             core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"),
                               core.DiffIERConfig(threshold=0.0), core.PerSampleNoise([0]), evaluate=lambda xp, d=d: d)
         per_element.append(m.peak_bytes / x.numel())

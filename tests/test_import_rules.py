@@ -6,9 +6,8 @@
   imports (ComfyUI has its own top-level ``nodes`` module).
 * ``nodes/`` never imports ``demo/``; ``demo/`` uses ``nodes/`` only through its ComfyUI adapter.
 * ComfyUI is imported only where :data:`COMFY_IMPORTERS` says (the adapter owns the nodes' touch points).
-* One exception, :data:`TRAINING_BOOT`: the demo's training commands boot ComfyUI through
-  ``scripts.comfy_inprocess`` (they run from the repository, never inside ComfyUI).
-* The tooling never imports the tests.
+* The tooling (``benchmarks``, ``scripts``, ``training``, ``workflows``) never imports the tests, and reaches the
+  pack only as ComfyUI loads it (never ``import diffier_core`` or ``import demo`` from the repository root).
 
 Every ``import``/``from`` statement counts, also those inside functions, and so does
 ``importlib.import_module("<literal>")``.
@@ -24,15 +23,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT_ROOMS = ("diffier_core", "nodes", "demo")
-TOOLING = ("benchmarks", "scripts", "tests", "workflows")
+TOOLING = ("benchmarks", "scripts", "tests", "training", "workflows")
 #: top-level modules of a ComfyUI tree (``nodes`` there is ComfyUI's, never this pack's)
 COMFY_MODULES = frozenset({"comfy", "comfy_api", "comfy_extras", "comfy_execution", "comfy_config", "folder_paths",
                            "nodes", "server", "execution", "node_helpers", "latent_preview", "comfyui_version",
                            "app", "utils", "main"})
 #: product files that may import ComfyUI: the adapter, and the demo's model builder (it builds ComfyUI models)
 COMFY_IMPORTERS = ("nodes/comfy_adapter.py", "demo/models.py")
-#: the training commands (run from the repository, never inside ComfyUI) boot ComfyUI with the repository's tool
-TRAINING_BOOT = ("demo/training/", "scripts.comfy_inprocess")
+#: the pack's rooms that the tooling never imports by name (ComfyUI's own top-level ``nodes`` shares the name of
+#: the pack's ``nodes``, so only these two are recognisable)
+PACK_ROOMS_BY_NAME = ("diffier_core", "demo")
 #: pack-internal imports each product room may make (a target is a room or one module of a room)
 ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     "__init__": ("nodes", "demo"),
@@ -82,13 +82,13 @@ def violations(source: str, rel: Path) -> list[str]:
         if room in TOOLING:
             if room != "tests" and top == "tests":
                 found.append(f"{at}: the tooling never imports the tests")
+            elif top in PACK_ROOMS_BY_NAME and not relative:
+                found.append(f"{at}: the tooling loads the pack as ComfyUI loads it, never by name")
             continue
         if not relative:
             if top in COMFY_MODULES and where not in COMFY_IMPORTERS:
                 found.append(f"{at}: only {', '.join(COMFY_IMPORTERS)} import ComfyUI")
-            elif where.startswith(TRAINING_BOOT[0]) and _within(target, (TRAINING_BOOT[1],)):
-                continue
-            elif top in (*TOOLING, "training", "diffier_core", "demo"):
+            elif top in (*TOOLING, *PACK_ROOMS_BY_NAME):
                 found.append(f"{at}: product code imports the pack only relatively and never the tooling")
             continue
         if target == "<beyond the pack root>" or not _within(target, ALLOWED_INTERNAL.get(room, ())):
@@ -104,7 +104,7 @@ def python_files() -> list[Path]:
 def test_every_file_keeps_the_import_rules():
     files = python_files()
     rooms = {room_of(p) for p in files}
-    assert {"__init__", "diffier_core", "nodes", "demo", "benchmarks", "tests"} <= rooms, rooms
+    assert {"__init__", "diffier_core", "nodes", "demo", "benchmarks", "training", "tests"} <= rooms, rooms
     broken = [v for p in files for v in violations((REPO / p).read_text(encoding="utf-8"), p)]
     assert not broken, "\n".join(broken)
 
@@ -130,7 +130,10 @@ def test_every_product_folder_is_a_known_room():
     ("__init__.py", "from .benchmarks import tuned\n", "__init__ may import only nodes, demo"),
     ("benchmarks/x.py", "from tests import pack_loader\n", "never imports the tests"),
     ("demo/models.py", "from scripts import comfy_inprocess\n", "never the tooling"),
-    ("demo/training/x.py", "from scripts import queue_workflow\n", "never the tooling"),
+    ("nodes/x.py", "import training.loop\n", "never the tooling"),
+    ("demo/x.py", "from training.data import digits\n", "never the tooling"),
+    ("training/x.py", "from demo import models\n", "never by name"),
+    ("benchmarks/x.py", "import diffier_core\n", "never by name"),
 ])
 def test_a_broken_rule_is_reported(rel, source, expected):
     found = violations(source, Path(rel))
@@ -142,7 +145,9 @@ def test_a_broken_rule_is_reported(rel, source, expected):
     ("nodes/x.py", "from ..diffier_core import DiffIERConfig\nfrom .comfy_adapter import io\n"),
     ("demo/x.py", "from ..nodes.comfy_adapter import io\nfrom ..nodes import comfy_adapter\nfrom .models import a\n"),
     ("demo/models.py", "import comfy.model_base\n"),
-    ("demo/training/loop.py", "def f():\n    from scripts import comfy_inprocess\n"),
+    ("training/loop.py", "def f():\n    from scripts import comfy_inprocess\n"),
+    ("training/train_sr.py", "from . import loop\nfrom .data import sr\n"),
+    ("nodes/label_grid.py", "from .grid_drawing import label_grid\n"),
     ("nodes/comfy_adapter.py", "from comfy_api.latest import io\n"),
     ("__init__.py", "def f():\n    from .nodes import NODES\n    from .demo import DEMO_NODES\n"),
     ("benchmarks/x.py", "from benchmarks import tuning\nimport comfy.samplers\n"),

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pack_loader import import_core
+from pack_loader import import_pack_file
 
 pytestmark = pytest.mark.integration
 
-core = import_core()
+drawing = import_pack_file("nodes/grid_drawing.py")
 
 
 def _stitch(run_node, tiles: list[torch.Tensor], direction: str, spacing: int, color: str) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_labels_a_grid_stitched_by_comfyui(run_node):
     assert grid.shape == (1, 136, 280, 3)
     columns, labels = "CFG 3\nCFG 7.5\nCFG 15\nCFG 30", "plain KSampler\nKSampler (DiffIER)"
     (out,) = run_node("DiffIERLabelGrid", image=grid, columns=columns, rows=labels, spacing=8, font_size=0)
-    lay = core.grid_layout(280, 136, core.parse_labels(columns), core.parse_labels(labels), 8)
+    lay = drawing.grid_layout(280, 136, drawing.parse_labels(columns), drawing.parse_labels(labels), 8)
     assert out.shape == (1, 136 + lay.header_height, 280 + lay.margin_width, 3)
     assert torch.equal(out[:, lay.header_height:, lay.margin_width:], grid)
     assert out[0, :lay.header_height].min() < 0.3                  # ink in the header band

@@ -1,15 +1,16 @@
-"""diffier_core.memory and DiffIER's working set: at most four float32 latent-sized buffers per step."""
+"""benchmarks/instruments/memory.py and DiffIER's working set: at most four float32 latent-sized buffers per step."""
 
 import pytest
 import torch
-from pack_loader import import_core
+from pack_loader import import_benchmarks, import_core
 
 core = import_core()
+PeakMemory = import_benchmarks("instruments").PeakMemory
 
 
 def test_peak_memory_counts_allocations_and_releases():
     a = torch.ones(1000)
-    with core.PeakMemory() as m:
+    with PeakMemory() as m:
         b = a * 2        # +4000 bytes
         c = b + 1        # +4000
         del b
@@ -17,7 +18,7 @@ def test_peak_memory_counts_allocations_and_releases():
     assert m.peak_bytes == 8000
     assert m.live_bytes == 8000  # c and d alive
     del c, d
-    with core.PeakMemory() as m2:
+    with PeakMemory() as m2:
         a.mul_(2)        # in place on memory the block did not allocate
         _ = a.view(10, 100)
     assert m2.peak_bytes == 0
@@ -32,7 +33,7 @@ def test_working_set_at_most_four_latents(mode, dtype, batch):
     x, d = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
     target = torch.randn(shape).to(dtype)
     config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=8)
-    with core.PeakMemory() as m:
+    with PeakMemory() as m:
         out, _ = core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"), config,
                                    core.PerSampleNoise(list(range(batch))), evaluate=lambda xp: target)
     assert m.peak_bytes <= 4 * latent_fp32, m.peak_bytes / latent_fp32

@@ -15,6 +15,7 @@ import json
 
 import pytest
 import torch
+from pack_loader import import_benchmarks
 from tiny_models import make_latent, make_model
 
 pytestmark = pytest.mark.integration
@@ -382,7 +383,7 @@ def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step
     Per-run work (reading the initial noise for the seeds, the one copy of the step records) is a
     constant, so the per-step count is the slope between a 4-step and an 8-step run.
     """
-    counter = pack_module.diffier_core.SyncCounter
+    counter = import_benchmarks("instruments").SyncCounter
     tm = tiny("eps")
     extra = {}
     for steps in (4, 8):

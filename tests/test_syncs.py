@@ -1,19 +1,20 @@
-"""diffier_core.syncs and the sync budget of a correction step (none in paper mode, one in consistency)."""
+"""benchmarks/instruments/syncs.py and the sync budget of a correction step (none in paper mode, one in consistency)."""
 
 import pytest
 import torch
-from pack_loader import import_core
+from pack_loader import import_benchmarks, import_core
 
 core = import_core()
+SyncCounter = import_benchmarks("instruments").SyncCounter
 
 
 def test_counter_sees_host_reads_and_ignores_device_math():
     t = torch.ones(3)
-    with core.SyncCounter() as c:
+    with SyncCounter() as c:
         _ = t * 2 + 1
         _ = t.to(torch.float64)
     assert c.count == 0
-    with core.SyncCounter() as c:
+    with SyncCounter() as c:
         bool(t.any())
         float(t.sum())
         t.tolist()
@@ -29,7 +30,7 @@ def test_sync_budget_per_step(mode, max_iters, expected):
     d = torch.randn(2, 4, 16, 16)
     noise = core.PerSampleNoise([1, 2])
     config = core.DiffIERConfig(mode=mode, max_iters=max_iters, threshold=0.0)
-    with core.SyncCounter() as c:
+    with SyncCounter() as c:
         core.diffier_step(x, d, *core.convention_scales(torch.tensor([0.5, 0.5]), "eps"), config, noise,
                           evaluate=lambda xp: xp * 0.5)
     assert c.count == expected, c.calls

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from checkpoints import ensure_checkpoints
-from pack_loader import import_core, import_file
+from pack_loader import import_file, import_pack_file
 from PIL import Image
 from server_harness import ComfyServer
 
@@ -38,10 +38,10 @@ def expected_size(name: str, prompt: dict) -> tuple[int, int]:
     """The sweep: a 4×2 grid of SIZE tiles 8 px apart, plus the bands DiffIER Label Grid adds for its labels."""
     if name != "guidance_sweep":
         return EXPECTED_SIZE[name]
-    core = import_core()
+    drawing = import_pack_file("nodes/grid_drawing.py")
     (label,) = [v["inputs"] for v in prompt.values() if v["class_type"] == "DiffIERLabelGrid"]
-    layout = core.grid_layout(4 * SIZE + 3 * 8, 2 * SIZE + 8, core.parse_labels(label["columns"]),
-                              core.parse_labels(label["rows"]), label["spacing"], label["font_size"])
+    layout = drawing.grid_layout(4 * SIZE + 3 * 8, 2 * SIZE + 8, drawing.parse_labels(label["columns"]),
+                              drawing.parse_labels(label["rows"]), label["spacing"], label["font_size"])
     assert layout.header_height > 0 and layout.margin_width > 0
     return layout.width, layout.height
 

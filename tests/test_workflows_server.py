@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from checkpoints import SD21_EPS, ensure_checkpoints
-from pack_loader import import_core
+from pack_loader import import_pack_file
 from PIL import Image
 from server_harness import ComfyServer, PromptRejected
 
@@ -43,13 +43,13 @@ EXPECTED_SIZE = {  # (width, height) of the saved image after reduce_for_ci
 
 def labelled_sweep_layout(prompt: dict):
     """The 4×2 grid of SIZE tiles (ImageStitch, SWEEP_SPACING apart) plus the header band and the left margin."""
-    core = import_core()
+    drawing = import_pack_file("nodes/grid_drawing.py")
     (lid,) = nodes_of(prompt, "DiffIERLabelGrid")
     inputs = prompt[lid]["inputs"]
     assert inputs["spacing"] == SWEEP_SPACING
-    cols, rows = core.parse_labels(inputs["columns"]), core.parse_labels(inputs["rows"])
+    cols, rows = drawing.parse_labels(inputs["columns"]), drawing.parse_labels(inputs["rows"])
     assert len(cols) == SWEEP_COLS and len(rows) == 2
-    layout = core.grid_layout(SWEEP_COLS * SIZE + (SWEEP_COLS - 1) * SWEEP_SPACING, 2 * SIZE + SWEEP_SPACING,
+    layout = drawing.grid_layout(SWEEP_COLS * SIZE + (SWEEP_COLS - 1) * SWEEP_SPACING, 2 * SIZE + SWEEP_SPACING,
                               cols, rows, SWEEP_SPACING, inputs["font_size"])
     assert layout.header_height > 0 and layout.margin_width > 0
     return layout
@@ -177,7 +177,7 @@ def test_api_workflow_runs_unchanged(server, name):
         assert len({prompt[s]["inputs"]["seed"] for s in samplers}) == 1
         cols = [f"CFG {c:g}" for c in cfgs]  # the drawn column labels name the CFG of the samplers below them
         (lid,) = nodes_of(prompt, "DiffIERLabelGrid")
-        assert import_core().parse_labels(prompt[lid]["inputs"]["columns"]) == cols
+        assert import_pack_file("nodes/grid_drawing.py").parse_labels(prompt[lid]["inputs"]["columns"]) == cols
         header, margin = arr[:layout.header_height], arr[layout.header_height:, :layout.margin_width]
         assert header.max() == 255 and header.min() < 100  # white bands with dark label ink
         assert margin.max() == 255 and margin.min() < 100

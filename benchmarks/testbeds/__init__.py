@@ -5,5 +5,6 @@
 * :mod:`.digits` — the pack's embedded MNIST digits model, scored by a held-out classifier;
 * :mod:`.sr` — the pack's embedded super-resolution models (digits ×4, photo patches ×2), scored by PSNR.
 
-The learned-model beds reach the demo through the loaded pack (``Harness.pack.demo.models``, ``.demo.data``).
+The learned-model beds reach the demo models through the loaded pack (``Harness.pack.demo.models``) and their data
+through the repository's ``training/`` room (``harness.training``).
 """

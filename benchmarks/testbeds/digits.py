@@ -24,12 +24,12 @@ class _Shared:
     """The booted harness, the model, the conditioning helpers and the classifier's test-split features."""
 
     def __init__(self, harness: Any = None) -> None:
-        from ..harness import Harness
+        from ..harness import Harness, training
 
         self.h = harness or Harness()
         self.dm = self.h.pack.demo.models
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=MODEL_NAME)
-        dd = self.h.pack.demo.data.digits
+        dd = training("data.digits")
         self.classifier = dd.load_classifier()
         feats, _ = self.classifier.embed(dd.load_split()["x_test"])
         self.test_features = feats.numpy().astype(np.float64)

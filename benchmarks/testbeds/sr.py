@@ -54,7 +54,7 @@ class SRBed:
     score_label = "PSNR (dB) ↑"
 
     def __init__(self, testbed: str, images: int, steps: int, harness: Any = None) -> None:
-        from ..harness import Harness
+        from ..harness import Harness, training
 
         if testbed not in MODELS:
             raise ValueError(f"testbed must be one of {sorted(MODELS)}, got {testbed!r}")
@@ -65,7 +65,7 @@ class SRBed:
         self.groups = ["digits_x4" if self.dataset == "digits" else "photos_x2"]
         self.h = harness or Harness()
         self.dm = self.h.pack.demo.models
-        self.sr_data = self.h.pack.demo.data.sr
+        self.sr_data = training("data.sr")
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=self.model_name)
         self.mconfig = self.model.model.diffier_demo_config
         self.images, self.base_steps = images, steps

@@ -4,17 +4,16 @@ With ``s_cfg = s_c + (ω − 1) Δ``, ``Δ = s_c − s_∅`` and the branch erro
 ``‖s_cfg − ∇log q‖²`` is minimised by ``ω* = 1 + ⟨Δ, e⟩ / ‖Δ‖²``. The ratio is the same in ε-space
 (``Δ_ε = ε_c − ε_∅``, ``e_ε = ε* − ε_c``), since ``s = −ε/σ`` scales both by ``−1/σ``.
 
-Benchmark-only for now (not exposed by a node): the error ``e`` is either the true one (an oracle,
-known on synthetic testbeds) or an estimate, e.g. the consistency residual ``ε'(x') − ε`` at the
-re-noised conditional estimate ``x' = a(σ) x̂₀ + σ ε`` (the direction DiffIER's consistency mode steps
-along). Framework-agnostic torch; float32 arithmetic.
+Not a node and not part of the pack: the archived known-score write-up (docs/evidence/archive/known_score.md)
+measured it and found it no better than a fixed ω. The error ``e`` is either the true one (an oracle, known on
+synthetic testbeds) or an estimate, e.g. the consistency residual ``ε'(x') − ε`` at the re-noised conditional
+estimate ``x' = a(σ) x̂₀ + σ ε`` (the direction DiffIER's consistency mode steps along). Plain torch; float32
+arithmetic.
 """
 
 from __future__ import annotations
 
 import torch
-
-from .errors import DiffIERParameterError
 
 __all__ = ["OMEGA_REDUCTIONS", "optimal_omega", "guide_with_omega"]
 
@@ -35,9 +34,9 @@ def optimal_omega(delta: torch.Tensor, error: torch.Tensor, *, reduction: str = 
         omega_min, omega_max: clamp; samples with ``Δ = 0`` get ``1 + 0 = 1`` before clamping.
     """
     if reduction not in OMEGA_REDUCTIONS:
-        raise DiffIERParameterError("reduction", reduction, f"one of {OMEGA_REDUCTIONS}")
+        raise ValueError(f"reduction must be one of {OMEGA_REDUCTIONS}, got {reduction!r}")
     if delta.shape != error.shape:
-        raise DiffIERParameterError("error", tuple(error.shape), f"a tensor of delta's shape {tuple(delta.shape)}")
+        raise ValueError(f"error must have delta's shape {tuple(delta.shape)}, got {tuple(error.shape)}")
     d = delta.reshape(delta.shape[0], -1).float()
     e = error.reshape(error.shape[0], -1).float()
     ratio = (d * e).sum(dim=1) / d.square().sum(dim=1).clamp_min(_TINY)

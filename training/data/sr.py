@@ -1,6 +1,6 @@
 """Data of the super-resolution testbed (pure torch/numpy/scikit-image; no ComfyUI import).
 
-* ``digits``: the MNIST 5k digits of the digits testbed (``demo/data/digits.py``, same 4,000 / 1,000
+* ``digits``: the MNIST 5k digits of the digits testbed (``training/data/digits.py``, same 4,000 / 1,000
   split), HR 28×28 in [0, 1].
 * ``photos``: grey-scale versions of photos that ship inside ``scikit-image`` (``skimage.data``, no
   download), each first halved (anti-aliased) so that a 32×32 patch holds some structure. Whole photos
@@ -97,5 +97,5 @@ def test_photo_patches(n: int, seed: int = 0, patch: int = PHOTO_PATCH) -> tuple
 
 
 def digits_split() -> dict[str, torch.Tensor]:
-    """The digits testbed's split (:func:`demo.data.digits.load_split`)."""
+    """The digits testbed's split (:func:`training.data.digits.load_split`)."""
     return load_split()

@@ -1,4 +1,4 @@
-"""Labelled comparison grids: draw row and column labels around a grid of equally sized tiles.
+"""The drawing behind DiffIER Label Grid: row and column labels around a grid of equally sized tiles.
 
 The guidance-sweep workflow stitches its tiles with ComfyUI's ``ImageStitch`` (tiles of one size, separated by a
 fixed spacing); this module adds a header band with one label centred over each column and a left margin with one
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import DiffIERParameterError
+from ..diffier_core import DiffIERParameterError
 
 __all__ = ["GridLayout", "grid_layout", "label_grid", "parse_labels"]
 

@@ -1,14 +1,14 @@
 """Train the digits testbed's models: the demo diffusion model and the metrics classifier.
 
-    .venv/bin/python -m demo.training.train_digits                 # both (classifier first), ~20 min on 2 CPU cores
-    .venv/bin/python -m demo.training.train_digits --only classifier
+    .venv/bin/python -m training.train_digits                 # both (classifier first), ~20 min on 2 CPU cores
+    .venv/bin/python -m training.train_digits --only classifier
 
 Writes ``demo/weights/digits_diffusion.safetensors`` (loaded by the DiffIER Demo Model Loader node; ``--out``
-elsewhere) and ``benchmarks/assets/digits_classifier.safetensors`` (``--classifier-out``) with their
+elsewhere) and ``training/data/digits_classifier.safetensors`` (``--classifier-out``) with their
 hyperparameters, losses and timings in the safetensors metadata. Fully seeded; CPU float32.
 
 The diffusion model is ComfyUI's own ``UNetModel`` inside ComfyUI's ``BaseModel`` (built by
-``demo/models.py``), trained by :func:`demo.training.loop.train_eps` (the DDPM ε-loss on ComfyUI's own discrete
+``demo/models.py``), trained by :func:`training.loop.train_eps` (the DDPM ε-loss on ComfyUI's own discrete
 sigmas, through ``BaseModel.apply_model``). Class conditioning is a learned cross-attention context (10 digits +
 1 null embedding); labels are dropped to the null with probability ``p_uncond`` (CFG dropout).
 """
@@ -20,12 +20,12 @@ import json
 import logging
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-from .. import models
-from ..data.digits import CLASSIFIER_PATH, DIFFUSION_PATH, DigitsClassifier, load_split
 from . import loop
+from .data.digits import CLASSIFIER_PATH, DIFFUSION_PATH, DigitsClassifier, load_split
 
 log = logging.getLogger("DiffIER.training.digits")
 
@@ -34,7 +34,7 @@ def train_classifier(data: dict, args: argparse.Namespace) -> dict:
     """Train the metrics classifier on the train split and save it to ``args.classifier_out``.
 
     Args:
-        data: :func:`demo.data.digits.load_split`.
+        data: :func:`training.data.digits.load_split`.
         args: the parsed command line.
     """
     torch.manual_seed(args.seed)
@@ -70,9 +70,16 @@ def train_classifier(data: dict, args: argparse.Namespace) -> dict:
     return info
 
 
-def digits_batches(model, data: dict, p_uncond: float) -> loop.BatchFn:
+def digits_batches(models: ModuleType, model: torch.nn.Module, data: dict, p_uncond: float) -> loop.BatchFn:
     """Train-split digits, centre-cropped to 24×24 in [-1, 1], with their class context (dropped to the null
-    class with probability ``p_uncond``)."""
+    class with probability ``p_uncond``).
+
+    Args:
+        models: the pack's ``demo.models``.
+        model: the digits model being trained.
+        data: :func:`training.data.digits.load_split`.
+        p_uncond: the CFG dropout probability.
+    """
     c = models.DIGITS_CROP
     x0_all = data["x_train"][:, c:28 - c, c:28 - c].unsqueeze(1) * 2.0 - 1.0
     y_all = data["y_train"]
@@ -86,11 +93,12 @@ def digits_batches(model, data: dict, p_uncond: float) -> loop.BatchFn:
     return batch
 
 
-def train_diffusion(data: dict, args: argparse.Namespace) -> dict:
+def train_diffusion(models: ModuleType, data: dict, args: argparse.Namespace) -> dict:
     """Train the digits diffusion model and save its EMA weights to ``args.out``.
 
     Args:
-        data: :func:`demo.data.digits.load_split`.
+        models: the pack's ``demo.models``.
+        data: :func:`training.data.digits.load_split`.
         args: the parsed command line.
     """
     g = loop.seeded(args.seed)
@@ -102,7 +110,7 @@ def train_diffusion(data: dict, args: argparse.Namespace) -> dict:
           "data": "train split, 28x28 center-cropped to 24x24, scaled to [-1, 1]",
           "parameters": sum(p.numel() for p in loop.trainable(model))}
     log.info("diffusion hyperparameters: %s", json.dumps(hp))
-    run = loop.train_eps(model, digits_batches(model, data, args.p_uncond), g, steps=args.steps,
+    run = loop.train_eps(model, digits_batches(models, model, data, args.p_uncond), g, steps=args.steps,
                          batch_size=args.batch, lr=args.lr, ema=args.ema, name="diffusion")
     info = {**hp, "final_loss": run.final_loss, "loss_curve": run.loss_curve, "train_seconds": run.seconds,
             "torch": torch.__version__}
@@ -110,7 +118,7 @@ def train_diffusion(data: dict, args: argparse.Namespace) -> dict:
               {"diffier_demo.kind": "digits", "diffier_demo.config": config, "diffier_demo.training": info,
                "diffier_demo.description": "Class-conditional MNIST digits (24x24, 1 channel, eps, ComfyUI "
                                            "UNetModel); ComfyUI-DiffIER's embedded demo. Trained by "
-                                           "demo/training/train_digits.py."})
+                                           "training/train_digits.py."})
     return info
 
 
@@ -124,15 +132,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Train what ``args.only`` says (ComfyUI must be importable); ``{"classifier": info, "diffusion": info}``."""
+def run(args: argparse.Namespace, models: ModuleType) -> dict:
+    """Train what ``args.only`` says with the pack's ``demo.models`` (ComfyUI must be importable);
+    ``{"classifier": info, "diffusion": info}``."""
     data = load_split()
     done = {}
     if args.only in ("all", "classifier"):
         done["classifier"] = train_classifier(data, args)
         log.info("classifier: %s", done["classifier"])
     if args.only in ("all", "diffusion"):
-        done["diffusion"] = train_diffusion(data, args)
+        done["diffusion"] = train_diffusion(models, data, args)
         log.info("diffusion: final loss %.4f, %.0f s", done["diffusion"]["final_loss"],
                  done["diffusion"]["train_seconds"])
     return done

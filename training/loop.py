@@ -1,4 +1,4 @@
-"""The demo models' one training loop, shared by ``train_digits`` and ``train_sr``.
+"""The demo models' one training loop, shared by ``train_digits`` and ``train_sr``, and their command frame.
 
 DDPM ε-MSE with σ drawn uniformly from the model's own ComfyUI discrete sigmas (``model_sampling.sigmas``),
 ``x = x₀ + σ ε`` through ``BaseModel.apply_model`` (``calculate_input``, timestep mapping,
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -143,15 +144,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, batch: 
                              "repository's .cache/comfyui-0.3.75, provisioned if missing)")
 
 
-def command(parse: Callable[[list[str] | None], argparse.Namespace], run: Callable[[argparse.Namespace], Any],
-            argv: list[str] | None = None) -> None:
-    """A training command: parse ``argv``, set up logging, ComfyUI (the repository's
-    ``scripts.comfy_inprocess.bootstrap``: these commands run from the repository, never inside ComfyUI) and torch's
-    thread count, then ``run`` the parsed arguments.
+def command(parse: Callable[[list[str] | None], argparse.Namespace],
+            run: Callable[[argparse.Namespace, ModuleType], Any], argv: list[str] | None = None) -> None:
+    """A training command: parse ``argv``, set up logging, boot ComfyUI in this process with the pack loaded as
+    ComfyUI loads it (``scripts.comfy_inprocess``), set torch's thread count, then ``run`` the parsed arguments with
+    the pack's ``demo.models``.
 
     Args:
         parse: the command's argument parser.
-        run: what the command does with the parsed arguments.
+        run: what the command does with the parsed arguments and the demo models module.
         argv: the arguments (default: ``sys.argv[1:]``).
     """
     args = parse(argv)
@@ -160,6 +161,6 @@ def command(parse: Callable[[list[str] | None], argparse.Namespace], run: Callab
         os.environ["COMFYUI_PATH"] = str(Path(args.comfyui).resolve())
     from scripts import comfy_inprocess
 
-    comfy_inprocess.bootstrap()
+    pack = comfy_inprocess.session()[3]
     torch.set_num_threads(args.threads)
-    run(args)
+    run(args, pack.demo.models)
