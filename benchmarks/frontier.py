@@ -84,11 +84,13 @@ class StrideJob(T.Job):
         from benchmarks.harness import Method
 
         v, pack = self.variant, self.pack
-        config = pack.diffier_core.DiffIERConfig(mode="consistency", eta=v.eta, threshold=T.DIFFIER_FIXED["threshold"],
-                                                 max_iters=v.max_iters, inner_guidance=v.inner)
+        settings = pack.diffier_core.DiffIERSettings(mode="consistency", eta=v.eta,
+                                                     threshold=T.DIFFIER_FIXED["threshold"], max_iters=v.max_iters,
+                                                     start_percent=v.start, end_percent=v.end,
+                                                     inner_guidance=v.inner, stride=v.stride)
 
         def apply(model: Any) -> Any:
-            return pack.nodes.patch.DiffIERPatch(config, v.start, v.end, stride=v.stride).apply(model)
+            return pack.nodes.patch.DiffIERPatch(settings).apply(model)
 
         return Method(self.name, (), extra=apply)
 

@@ -418,7 +418,7 @@ class Rig:
 # -- section: checks --------------------------------------------------------------------------------------------
 def _core_step(core, x, d, sigma, mode: str, target, max_iters: int = 4):
     """One ``diffier_step`` with fresh seeded noise; ``consistency``'s evaluator returns ``target``."""
-    config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=max_iters)
+    config = core.DiffIERSettings(mode=mode, threshold=0.0, max_iters=max_iters)
     with torch.inference_mode():
         return core.diffier_step(x, d, *core.convention_scales(sigma, "eps"), config,
                                  core.PerSampleNoise([1, 2, 3, 4][:x.shape[0]]), evaluate=lambda x_prime: target)

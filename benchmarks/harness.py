@@ -67,7 +67,7 @@ class Method:
     Args:
         name: label used in tables and plots.
         patches: ``((node_id, inputs), ...)``: real ComfyUI nodes with MODEL in/out, applied in order.
-        core_diffier: keyword arguments of ``diffier_core.DiffIERConfig`` for options the node does not
+        core_diffier: keyword arguments of ``diffier_core.DiffIERSettings`` for options the node does not
             expose (``reduction="sum"``, ``inner_guidance="cond"``), applied after ``patches``.
         extra: optional ``ModelPatcher -> ModelPatcher`` applied last, for benchmark-only hooks that are
             no node (it must clone, as the nodes do).
@@ -104,11 +104,8 @@ class Harness:
         for node_id, inputs in method.patches:
             (m,) = self.run_node(node_id, model=m, **inputs)
         if method.core_diffier is not None:
-            core = self.pack.diffier_core
-            kwargs = dict(method.core_diffier)
-            start, end = kwargs.pop("start_percent", 0.0), kwargs.pop("end_percent", 1.0)
-            m = self.pack.nodes.patch.DiffIERPatch(core.DiffIERConfig(**kwargs), start, end,
-                                                   on_run_end=on_run_end).apply(m)
+            settings = self.pack.diffier_core.DiffIERSettings(**method.core_diffier)
+            m = self.pack.nodes.patch.DiffIERPatch(settings, on_run_end=on_run_end).apply(m)
         if method.extra is not None:
             m = method.extra(m)
         return m

@@ -101,7 +101,7 @@ def kernel_rows(core, shape_hw: tuple[int, int], batches: list[int], dtypes: lis
             sigma = torch.full((batch,), 0.5, device=device)
             latent_bytes = x.numel() * x.element_size()
             for mode in ("paper", "consistency"):
-                config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=max_iters)
+                config = core.DiffIERSettings(mode=mode, threshold=0.0, max_iters=max_iters)
                 noise = core.PerSampleNoise(list(range(batch)))
 
                 def step(config=config, noise=noise, x=x, d=d, sigma=sigma, target=target):

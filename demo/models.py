@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from ..diffier_core import DiffIERParameterError
 from .degrade import image_to_unit_gray, sr_condition_image, sr_degrade, sr_upsample
 
 log = logging.getLogger("DiffIER")
@@ -78,8 +79,12 @@ def list_models() -> list[str]:
 # what both kinds share
 
 
+#: a ComfyUI CONDITIONING list: ``[[cross-attention context, {extra conditioning}], ...]``
+Conditioning = list[list[Any]]
+
+
 @functools.cache
-def _pixel_config_class():
+def _pixel_config_class() -> Any:
     """ComfyUI's BASE model config for the demo's pixel-space, one-channel, float32 ε models (created lazily:
     importing comfy needs a booted ComfyUI)."""
     import comfy.latent_formats
@@ -98,7 +103,7 @@ def _pixel_config_class():
         force ≥ 32 channels per level; these networks use 16)."""
 
         class GroupNorm(comfy.ops.disable_weight_init.GroupNorm):
-            def __init__(self, num_groups, num_channels, *args, **kwargs):
+            def __init__(self, num_groups: int, num_channels: int, *args: Any, **kwargs: Any) -> None:
                 super().__init__(min(num_groups, GROUPNORM_GROUPS), num_channels, *args, **kwargs)
 
     class PixelConfig(comfy.supported_models_base.BASE):
@@ -113,10 +118,15 @@ def _pixel_config_class():
     return PixelConfig
 
 
-def _init_weights(model: torch.nn.Module) -> None:
-    """PyTorch's default init (ComfyUI's ``disable_weight_init`` ops leave weights uninitialised)."""
+def _init_weights(model: Any) -> None:
+    """PyTorch's default init (ComfyUI's ``disable_weight_init`` ops leave weights uninitialised).
+
+    Args:
+        model: a demo ``BaseModel``.
+    """
+    bases: tuple[type[Any], ...] = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
     for m in model.modules():
-        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+        for base in bases:
             if isinstance(m, base):
                 base.reset_parameters(m)
                 break
@@ -127,7 +137,7 @@ def _init_weights(model: torch.nn.Module) -> None:
 
 
 def _build(config_cls: type, kind: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
-           dtype: torch.dtype, extra: dict[str, Any] | None = None):
+           dtype: torch.dtype, extra: dict[str, Any] | None = None) -> Any:
     """A ``BaseModel`` of ``config_cls`` with the UNet weights of ``state_dict`` (fresh init if None); not moved."""
     model_config = config_cls(config["unet"])
     if extra is not None:
@@ -143,13 +153,13 @@ def _build(config_cls: type, kind: str, config: dict[str, Any], state_dict: dict
     return model
 
 
-def _offloaded(model):
+def _offloaded(model: Any) -> Any:
     import comfy.model_management as mm
 
     return model.to(mm.unet_offload_device())
 
 
-def unet_state_dict(model) -> dict[str, torch.Tensor]:
+def unet_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """The UNet's weights as the safetensors file stores them (``diffusion_model.*``)."""
     return {f"{UNET_PREFIX}{k}": v.detach().contiguous() for k, v in model.diffusion_model.state_dict().items()}
 
@@ -189,21 +199,23 @@ def default_digits_config() -> dict[str, Any]:
 
 
 @functools.cache
-def digits_config_class():
+def digits_config_class() -> tuple[Any, Any]:
     """``(config class, model class)``; created lazily because importing comfy needs a booted ComfyUI."""
     import comfy.model_base
 
     class DigitsModel(comfy.model_base.BaseModel):
         """ComfyUI's BaseModel plus the learned class-embedding table (read by the condition node)."""
 
-        def __init__(self, model_config, num_classes: int, tokens: int, dim: int, **kwargs):
+        def __init__(self, model_config: Any, num_classes: int, tokens: int, dim: int, **kwargs: Any) -> None:
             super().__init__(model_config, **kwargs)
             self.class_embedding = torch.nn.Parameter(torch.zeros(num_classes + 1, tokens, dim))
 
-    class DigitsConfig(_pixel_config_class()):
+    pixel_config: Any = _pixel_config_class()
+
+    class DigitsConfig(pixel_config):
         extra = {"num_classes": 10, "tokens": 4, "dim": 32}
 
-        def get_model(self, state_dict, prefix="", device=None):
+        def get_model(self, state_dict: dict[str, torch.Tensor], prefix: str = "", device: Any = None) -> Any:
             return DigitsModel(self, self.extra["num_classes"], self.extra["tokens"], self.extra["dim"],
                                model_type=self.model_type(state_dict, prefix), device=device)
 
@@ -211,7 +223,7 @@ def digits_config_class():
 
 
 def build_digits_model(config: dict[str, Any] | None = None, state_dict: dict[str, torch.Tensor] | None = None,
-                       *, dtype: torch.dtype = torch.float32):
+                       *, dtype: torch.dtype = torch.float32) -> Any:
     """The digits ``BaseModel`` (ComfyUI's UNet inside), with ``state_dict`` loaded if given.
 
     Args:
@@ -232,17 +244,18 @@ def build_digits_model(config: dict[str, Any] | None = None, state_dict: dict[st
     return _offloaded(model)
 
 
-def digits_state_dict(model) -> dict[str, torch.Tensor]:
+def digits_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """What the safetensors file stores: ``diffusion_model.*`` and ``class_embedding``."""
     return {**unet_state_dict(model), "class_embedding": model.class_embedding.detach().contiguous()}
 
 
-def digits_context(model, labels: torch.Tensor) -> torch.Tensor:
+def digits_context(model: Any, labels: torch.Tensor) -> torch.Tensor:
     """Cross-attention context ``[B, tokens, dim]`` for class ids (``NULL_CLASS`` = unconditional)."""
-    return model.class_embedding[labels.long()]
+    context: torch.Tensor = model.class_embedding[labels.long()]
+    return context
 
 
-def digits_conditioning(model, label: int | list[int], batch: int = 1) -> list:
+def digits_conditioning(model: Any, label: int | list[int], batch: int = 1) -> Conditioning:
     """CONDITIONING for one class id (``NULL_CLASS`` for the negative/unconditional), or for one class id
     per sample when ``label`` is a list (then ``batch`` is ignored).
 
@@ -260,7 +273,7 @@ def digits_conditioning(model, label: int | list[int], batch: int = 1) -> list:
     return [[context, {}]]
 
 
-def digits_empty_latent(batch: int) -> dict:
+def digits_empty_latent(batch: int) -> dict[str, torch.Tensor]:
     return {"samples": torch.zeros((batch, 1, DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE))}
 
 
@@ -287,7 +300,7 @@ def default_sr_config(hr_size: int, scale: int, *, model_channels: int = 32, blu
                       dataset: str = "") -> dict[str, Any]:
     """Network/degradation config of an SR demo model (also stored in its metadata)."""
     if hr_size % scale:
-        raise ValueError(f"hr_size {hr_size} is not a multiple of scale {scale}")
+        raise DiffIERParameterError("hr_size", hr_size, f"a multiple of scale ({scale})")
     return {
         "unet": {
             "image_size": hr_size,
@@ -321,26 +334,28 @@ def default_sr_config(hr_size: int, scale: int, *, model_channels: int = 32, blu
 
 
 @functools.cache
-def sr_config_class():
+def sr_config_class() -> tuple[Any, Any]:
     """``(config class, model class)`` of the SR kind (lazily: importing comfy needs a booted ComfyUI)."""
     import comfy.model_base
 
     class SRModel(comfy.model_base.BaseModel):
         """ComfyUI's BaseModel with one concat input: the CONDITIONING's ``concat_latent_image``."""
 
-        def __init__(self, model_config, **kwargs):
+        def __init__(self, model_config: Any, **kwargs: Any) -> None:
             super().__init__(model_config, **kwargs)
             self.concat_keys = ("concat_image",)
 
-    class SRConfig(_pixel_config_class()):
-        def get_model(self, state_dict, prefix="", device=None):
+    pixel_config: Any = _pixel_config_class()
+
+    class SRConfig(pixel_config):
+        def get_model(self, state_dict: dict[str, torch.Tensor], prefix: str = "", device: Any = None) -> Any:
             return SRModel(self, model_type=self.model_type(state_dict, prefix), device=device)
 
     return SRConfig, SRModel
 
 
 def build_sr_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
-                   *, dtype: torch.dtype = torch.float32):
+                   *, dtype: torch.dtype = torch.float32) -> Any:
     """The SR ``BaseModel``.
 
     Args:
@@ -351,12 +366,12 @@ def build_sr_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor] |
     return _offloaded(_build(sr_config_class()[0], "sr", config, state_dict, dtype))
 
 
-def sr_state_dict(model) -> dict[str, torch.Tensor]:
+def sr_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """What the SR safetensors file stores: ``diffusion_model.*``."""
     return unet_state_dict(model)
 
 
-def sr_conditioning(cond_image: torch.Tensor) -> tuple[list, list]:
+def sr_conditioning(cond_image: torch.Tensor) -> tuple[Conditioning, Conditioning]:
     """``(positive, negative)`` CONDITIONING: positive carries the condition image as
     ``concat_latent_image``, negative carries zeros (the null condition the model was trained with).
     The cross-attention slot holds a placeholder (this UNet has no attention)."""
@@ -366,7 +381,7 @@ def sr_conditioning(cond_image: torch.Tensor) -> tuple[list, list]:
             [[placeholder.clone(), {"concat_latent_image": torch.zeros_like(cond)}]])
 
 
-def sr_empty_latent(batch: int, config: dict[str, Any]) -> dict:
+def sr_empty_latent(batch: int, config: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {"samples": torch.zeros((batch, 1, config["hr_size"], config["hr_size"]))}
 
 
@@ -387,13 +402,12 @@ def read_demo_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any],
     import comfy.utils
 
     if path.suffix != ".safetensors":
-        raise ValueError(f"demo models must be .safetensors files, got {path.name}")
+        raise DiffIERParameterError("path", path.name, "a .safetensors demo model file")
     sd, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
     metadata = metadata or {}
     kind = metadata.get("diffier_demo.kind")
     if kind not in _BUILDERS:
-        raise ValueError(f"{path.name}: unknown demo model kind {kind!r} (metadata 'diffier_demo.kind'); "
-                         f"known: {sorted(_BUILDERS)}")
+        raise DiffIERParameterError(f"{path.name}'s metadata 'diffier_demo.kind'", kind, f"one of {sorted(_BUILDERS)}")
     return sd, json.loads(metadata["diffier_demo.config"]), kind
 
 
@@ -424,6 +438,6 @@ def _load_cached(path: str, mtime: float) -> DemoModel:
 def load_demo_model(name: str) -> DemoModel:
     """Load ``demo/weights/<name>`` (cached while the file is unchanged)."""
     if name not in list_models():
-        raise FileNotFoundError(f"no demo model {name!r} in {WEIGHTS_DIR} (available: {list_models()})")
+        raise DiffIERParameterError("model_name", name, f"one of the demo models in {WEIGHTS_DIR}: {list_models()}")
     path = WEIGHTS_DIR / name
     return _load_cached(str(path), path.stat().st_mtime)

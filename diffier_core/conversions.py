@@ -17,6 +17,8 @@ from typing import Literal
 
 import torch
 
+from .errors import DiffIERParameterError
+
 __all__ = [
     "CONVENTIONS",
     "Convention",
@@ -40,15 +42,13 @@ def append_dims(t: torch.Tensor, ndim: int) -> torch.Tensor:
     if t.ndim == 0:
         t = t.reshape(1)
     if t.ndim > ndim:
-        raise ValueError(f"append_dims: tensor has {t.ndim} dims, more than the target {ndim}")
+        raise DiffIERParameterError("t", tuple(t.shape), f"a per-sample tensor with at most ndim = {ndim} dims")
     return t.reshape(t.shape + (1,) * (ndim - t.ndim))
 
 
 def convention_scales(sigma: torch.Tensor, convention: Convention) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, b) of a named convention at σ: ``eps`` (1, σ), ``flow`` (1 − σ, σ)."""
     if convention not in CONVENTIONS:
-        from .errors import DiffIERParameterError
-
         raise DiffIERParameterError("convention", convention, f"one of {CONVENTIONS}")
     return (torch.ones_like(sigma) if convention == "eps" else 1.0 - sigma), sigma
 

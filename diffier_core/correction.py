@@ -18,7 +18,7 @@ with the model in the loop. Per iteration, with x̂₀ the current clean estimat
 
     ε ~ N(0, I) (fresh, seeded)
     x' = a(σ) x̂₀ + b(σ) ε                                # re-noise in the model's own convention
-    x̂₀' = D_cfg(x', σ)                                    # one batched cond+uncond evaluation
+    x̂₀' = D(x', σ)                                        # one model evaluation (cond, or cond+uncond CFG)
     L = mean((ε'(x') − ε)²)                               # the training loss, Eq. 12
     x̂₀ ← x̂₀ + 2η (x̂₀' − x̂₀)                              # descent on L w.r.t. x̂₀, Jacobian dropped
                                                           # ≡ ε_cfg ← ε_cfg + 2η (ε' − ε)
@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from .config import DiffIERConfig
+from .config import DiffIERSettings
 from .conversions import denoised_delta_from_eps_delta
 from .errors import DiffIERParameterError
 from .metrics import per_sample_finite
@@ -58,7 +58,7 @@ __all__ = ["StepInfo", "resolve_steps", "NoiseFn", "EvaluateFn", "paper_correcti
 
 #: ``noise(like)`` returns float32 N(0, I) of ``like``'s shape, seeded per sample.
 NoiseFn = Callable[[torch.Tensor], torch.Tensor]
-#: ``evaluate(x_prime)`` returns the guided clean estimate D_cfg(x', σ) at the step's σ.
+#: ``evaluate(x_prime)`` returns the model's clean estimate D(x', σ) at the step's σ (conditional or guided).
 EvaluateFn = Callable[[torch.Tensor], torch.Tensor]
 
 _TINY = 1e-12
@@ -138,10 +138,12 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _mean_square(t: torch.Tensor) -> torch.Tensor:
     """Per-sample mean of t² in float32, without a full-size temporary."""
     flat = t.reshape(t.shape[0], -1)
-    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32).square() / flat.shape[1]
+    norm: torch.Tensor = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32)
+    return norm.square() / flat.shape[1]
 
 
-def _guard_(corrected: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor, noised: torch.Tensor):
+def _guard_(corrected: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor,
+            noised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep the float32 ``corrected`` only where input and output are finite and the sample had noise; cast back.
 
     ``corrected`` is our own buffer and is overwritten in place; that (and ``out=``) is only legal
@@ -189,7 +191,7 @@ def paper_correction(x: torch.Tensor, denoised: torch.Tensor, signal_scale: torc
         signal_scale: per-sample a(σ) of ``x = a x₀ + b ε``, shape ``[B]``.
         noise_scale: per-sample b(σ), shape ``[B]``; a sample with b = 0 passes through.
         noise: seeded per-sample N(0, I) source.
-        eta, threshold, max_iters: as in :class:`DiffIERConfig`.
+        eta, threshold, max_iters: as in :class:`~diffier_core.config.DiffIERSettings`.
         reduction: ``"mean"`` (step 2η(ε_cfg − ε)/N) or ``"sum"`` (step 2η(ε_cfg − ε), destructive).
 
     Returns:
@@ -240,9 +242,9 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, signal_scale
         signal_scale: per-sample a(σ) of ``x = a x₀ + b ε``, shape ``[B]``.
         noise_scale: per-sample b(σ), shape ``[B]``; a sample with b = 0 passes through.
         noise: seeded per-sample N(0, I) source.
-        evaluate: ``evaluate(x')`` → the guided clean estimate at (x', σ), one batched model call (its
+        evaluate: ``evaluate(x')`` → the model's clean estimate at (x', σ), one batched model call (its
             result is read, never written).
-        eta, threshold, max_iters: as in :class:`DiffIERConfig`.
+        eta, threshold, max_iters: as in :class:`~diffier_core.config.DiffIERSettings`.
 
     Returns:
         The corrected clean estimate (input dtype) and a :class:`StepInfo`. Exactly one host sync,
@@ -265,7 +267,7 @@ def consistency_correction(x: torch.Tensor, denoised: torch.Tensor, signal_scale
     evals = 0
     for k in range(max_iters):
         x_prime = noise(x0).mul_(s).addcmul_(a, x0)                           # x' = a x̂₀ + b ε
-        d_prime = evaluate(x_prime.to(x.dtype))                               # x̂₀' = D_cfg(x', σ)
+        d_prime = evaluate(x_prime.to(x.dtype))                               # x̂₀' = D(x', σ)
         del x_prime
         evals += 1
         # x̂₀' − x̂₀; in place only on our own float32 copy (the evaluator's tensor is never written)
@@ -297,9 +299,9 @@ def _per_sample_scale(name: str, value: torch.Tensor, like: torch.Tensor) -> tor
 
 
 def diffier_step(x: torch.Tensor, denoised: torch.Tensor, signal_scale: torch.Tensor, noise_scale: torch.Tensor,
-                 config: DiffIERConfig, noise: NoiseFn, *,
+                 settings: DiffIERSettings, noise: NoiseFn, *,
                  evaluate: EvaluateFn | None = None) -> tuple[torch.Tensor, StepInfo]:
-    """Apply DiffIER to one step's guided clean estimate, dispatching on ``config.mode``.
+    """Apply DiffIER to one step's guided clean estimate, dispatching on ``settings.mode``.
 
     Args:
         x: the noisy input x_t, shape ``[B, ...]`` (any number of trailing dims: image, video, audio).
@@ -307,9 +309,9 @@ def diffier_step(x: torch.Tensor, denoised: torch.Tensor, signal_scale: torch.Te
         signal_scale: a(σ) of the model's ``x = a x₀ + b ε``, per sample (shape ``[B]``) or a scalar tensor
             (:func:`diffier_core.conversions.convention_scales` gives it for the named conventions).
         noise_scale: b(σ), the same way; a sample with b = 0 passes through unchanged (``StepInfo.noised``).
-        config: validated parameters.
+        settings: validated settings; the step reads ``mode``, ``eta``, ``threshold``, ``max_iters``, ``reduction``.
         noise: seeded per-sample N(0, I) source, e.g. :class:`diffier_core.noise.PerSampleNoise`.
-        evaluate: required in ``consistency`` mode: x' ↦ guided clean estimate at the same σ.
+        evaluate: required in ``consistency`` mode: x' ↦ the model's clean estimate at the same σ.
 
     Returns:
         ``(corrected, info)``; with the correction disabled, ``corrected`` is ``denoised`` itself.
@@ -327,19 +329,19 @@ def diffier_step(x: torch.Tensor, denoised: torch.Tensor, signal_scale: torch.Te
         raise DiffIERParameterError("x", tuple(x.shape), "a batched tensor with at least 2 dims [B, ...]")
     a = _per_sample_scale("signal_scale", signal_scale, x)
     b = _per_sample_scale("noise_scale", noise_scale, x)
-    if not config.enabled:
+    if not settings.enabled:
         batch = x.shape[0]
         zeros = torch.zeros(batch, device=x.device)
         flags = per_sample_finite(denoised)
-        return denoised, StepInfo(config.mode, zeros.int(), zeros, zeros, 0, flags, flags, b != 0)
-    if config.mode == "paper":
-        out, info = paper_correction(x, denoised, a, b, noise, eta=config.eta, threshold=config.threshold,
-                                     max_iters=config.max_iters, reduction=config.reduction)
+        return denoised, StepInfo(settings.mode, zeros.int(), zeros, zeros, 0, flags, flags, b != 0)
+    if settings.mode == "paper":
+        out, info = paper_correction(x, denoised, a, b, noise, eta=settings.eta, threshold=settings.threshold,
+                                     max_iters=settings.max_iters, reduction=settings.reduction)
     elif evaluate is None:
         raise DiffIERParameterError("evaluate", None, "a callable x' -> guided clean estimate in 'consistency' mode")
     else:
-        out, info = consistency_correction(x, denoised, a, b, noise, evaluate, eta=config.eta,
-                                           threshold=config.threshold, max_iters=config.max_iters)
+        out, info = consistency_correction(x, denoised, a, b, noise, evaluate, eta=settings.eta,
+                                           threshold=settings.threshold, max_iters=settings.max_iters)
     if torch.is_grad_enabled() and denoised.requires_grad:
         out = _straight_through(out, denoised, info.kept)
     return out, info

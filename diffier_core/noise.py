@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import DiffIERParameterError
+
 __all__ = ["mix_seed", "sample_seeds", "PerSampleNoise"]
 
 _MASK64 = (1 << 63) - 1
@@ -39,7 +41,7 @@ class PerSampleNoise:
 
     def __init__(self, seeds: Sequence[int]) -> None:
         if len(seeds) == 0:
-            raise ValueError("PerSampleNoise needs at least one seed")
+            raise DiffIERParameterError("seeds", list(seeds), "at least one seed")
         self.seeds = [int(s) for s in seeds]
         self._generators: dict[tuple[str, int], torch.Generator] = {}
 

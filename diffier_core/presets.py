@@ -1,12 +1,13 @@
-"""The ``preset`` input of the DiffIER nodes: what each preset runs, and what it measured (issue 15).
+"""The ``preset`` input of the DiffIER nodes: a preset maps the node's explicit settings to the settings it runs.
 
 * ``quality`` (default) and ``custom``: the explicit inputs rule (``mode``, ``eta``, ``threshold``, ``max_iters``,
   ``start_percent``, ``end_percent``, ``inner_guidance``). Their defaults are full DiffIER, so a workflow saved
-  before the input existed, or with ``preset = quality``, gives the image it gave before. ``custom`` says "I set
-  the inputs myself"; it behaves exactly as ``quality``.
+  without the input, or with ``preset = quality``, gives the image of full DiffIER at those inputs. ``custom`` says
+  "I set the inputs myself"; it behaves exactly as ``quality``.
 * ``balanced`` (at most 1.5× plain CFG's model evaluations) and ``fast`` (at most 1.2×): fixed settings measured
   on the frontier (``python -m benchmarks.frontier``, docs/results/frontier_*.json); they *replace every other
-  DiffIER input*, so the cost bound holds whatever the widgets say.
+  DiffIER input* but ``at_cfg_1`` (which says when DiffIER runs, not how), so the cost bound holds whatever the
+  widgets say.
 
 Plain CFG evaluates two model rows (cond + uncond) per guided call; DiffIER with ``inner_guidance = cond`` adds one
 row per inner iteration of every corrected call. A preset with ``max_iters = 1`` and ``stride = k`` therefore adds at
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from .config import DiffIERSettings
 from .errors import DiffIERParameterError
 
-__all__ = ["PRESETS", "DEFAULT_PRESET", "EXPLICIT_PRESETS", "PresetSettings", "CHEAP_PRESETS", "MEASURED",
-           "resolve_preset", "preset_tooltip", "extra_rows_bound", "evals_ratio_bound"]
+if TYPE_CHECKING:
+    from typing_extensions import Required, Unpack
+
+__all__ = ["PRESETS", "DEFAULT_PRESET", "EXPLICIT_PRESETS", "CHEAP_PRESETS", "MEASURED", "DiffIERInputs",
+           "settings_for", "resolve_preset", "preset_tooltip", "extra_rows_bound", "evals_ratio_bound"]
 
 PRESETS: tuple[str, ...] = ("quality", "balanced", "fast", "custom")
 DEFAULT_PRESET = "quality"
@@ -32,30 +37,24 @@ DEFAULT_PRESET = "quality"
 EXPLICIT_PRESETS: tuple[str, ...] = ("quality", "custom")
 
 
-@dataclasses.dataclass(frozen=True)
-class PresetSettings:
-    """Every DiffIER setting a preset fixes (the node inputs plus the patch's ``stride``).
+class DiffIERInputs(TypedDict, total=False):
+    """The DiffIER inputs of a node, as ComfyUI passes them (the optional ones are absent in older workflows)."""
 
-    Args:
-        mode, eta, threshold, max_iters, inner_guidance: :class:`diffier_core.DiffIERConfig`'s.
-        start_percent, end_percent: the sampling-progress window.
-        stride: correct every ``stride``-th guided model call inside the window, starting with the first.
-    """
-
-    mode: str
-    eta: float
-    threshold: float
-    max_iters: int
-    start_percent: float
-    end_percent: float
+    mode: Required[str]
+    eta: Required[float]
+    threshold: Required[float]
+    max_iters: Required[int]
+    start_percent: Required[float]
+    end_percent: Required[float]
     inner_guidance: str
-    stride: int = 1
+    preset: str
+    at_cfg_1: str
 
 
 #: the cheap presets: the frontier points chosen on the tuning seeds (docs/results/frontier_presets.json)
-CHEAP_PRESETS: dict[str, PresetSettings] = {
-    "balanced": PresetSettings("consistency", 0.45, 1e-3, 1, 0.0, 1.0, "cond", stride=1),
-    "fast": PresetSettings("consistency", 0.45, 1e-3, 1, 0.0, 0.6, "cond", stride=2),
+CHEAP_PRESETS: dict[str, DiffIERSettings] = {
+    "balanced": DiffIERSettings("consistency", 0.45, 1e-3, 1, 0.0, 1.0, "cond", stride=1),
+    "fast": DiffIERSettings("consistency", 0.45, 1e-3, 1, 0.0, 0.6, "cond", stride=2),
 }
 
 #: what the presets measured on the test seeds (docs/results/frontier_presets.json; tests/test_presets.py keeps the
@@ -79,12 +78,25 @@ COST_NOTES = {
 }
 
 
-def resolve_preset(preset: Any, explicit: PresetSettings) -> PresetSettings:
-    """The settings a node runs: ``explicit`` for quality/custom, the preset's own otherwise.
+def settings_for(**inputs: Unpack[DiffIERInputs]) -> DiffIERSettings:
+    """The settings a node runs: its explicit inputs built and validated once (a bad value is an error under every
+    preset), then resolved under its ``preset`` (absent: ``quality``); an absent optional input takes its default
+    from :data:`diffier_core.config.DEFAULTS`.
+
+    Raises:
+        DiffIERParameterError: naming the bad input, what is allowed and what came.
+    """
+    explicit: dict[str, Any] = dict(inputs)
+    preset = explicit.pop("preset", DEFAULT_PRESET)
+    return resolve_preset(preset, DiffIERSettings(**explicit))
+
+
+def resolve_preset(preset: Any, explicit: DiffIERSettings) -> DiffIERSettings:
+    """``explicit`` for quality/custom; the preset's own settings otherwise, with ``explicit``'s ``at_cfg_1``.
 
     Args:
         preset: the ``preset`` input (``None``: absent, the default ``quality``).
-        explicit: the node's explicit inputs (``stride`` 1).
+        explicit: the node's explicit settings.
 
     Raises:
         DiffIERParameterError: ``preset`` is not one of :data:`PRESETS`.
@@ -95,10 +107,10 @@ def resolve_preset(preset: Any, explicit: PresetSettings) -> PresetSettings:
         raise DiffIERParameterError("preset", preset, f"one of {list(PRESETS)}")
     if preset in EXPLICIT_PRESETS:
         return explicit
-    return CHEAP_PRESETS[preset]
+    return dataclasses.replace(CHEAP_PRESETS[preset], at_cfg_1=explicit.at_cfg_1)
 
 
-def extra_rows_bound(settings: PresetSettings, calls: int) -> int:
+def extra_rows_bound(settings: DiffIERSettings, calls: int) -> int:
     """Upper bound on the model rows per sample DiffIER adds over ``calls`` guided calls (consistency mode)."""
     if settings.mode != "consistency" or settings.eta <= 0 or settings.max_iters <= 0:
         return 0
@@ -106,7 +118,7 @@ def extra_rows_bound(settings: PresetSettings, calls: int) -> int:
     return math.ceil(calls / settings.stride) * settings.max_iters * per_iter
 
 
-def evals_ratio_bound(settings: PresetSettings, steps: int) -> float:
+def evals_ratio_bound(settings: DiffIERSettings, steps: int) -> float:
     """At most this many times plain CFG's model evaluations for ``steps`` single-evaluation sampler steps."""
     return (2 * steps + extra_rows_bound(settings, steps)) / (2 * steps)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from typing_extensions import Unpack
+
+from ..diffier_core.presets import DiffIERInputs, settings_for
 from . import comfy_adapter as adapter
-from . import common
 from .comfy_adapter import io
-from .common import DiffIERNode, cfg_input, conditioning_inputs, diffier_patch
+from .common import DiffIERCombosNode, cfg_input, conditioning_inputs
+from .patch import DiffIERPatch
 
 
-class DiffIERCFGGuider(DiffIERNode):
+class DiffIERCFGGuider(DiffIERCombosNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         model = io.Model.Input("model", tooltip="The model used for denoising (cloned, never changed).")
@@ -19,9 +24,7 @@ class DiffIERCFGGuider(DiffIERNode):
                                   "SamplerCustomAdvanced. Inner-loop noise is seeded from the sampler's noise seed.")
 
     @classmethod
-    def execute(cls, model, positive, negative, cfg, mode, eta, threshold, max_iters, start_percent,
-                end_percent, inner_guidance=common.DEFAULT_INNER_GUIDANCE, preset=common.DEFAULT_PRESET,
-                at_cfg_1=common.DEFAULT_AT_CFG_1) -> io.NodeOutput:
-        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
-                              at_cfg_1)
-        return io.NodeOutput(adapter.cfg_guider(patch.apply(model), positive, negative, cfg))
+    def execute(cls, model: Any, positive: Any, negative: Any, cfg: float,
+                **diffier: Unpack[DiffIERInputs]) -> io.NodeOutput:
+        patched = DiffIERPatch(settings_for(**diffier)).apply(model)
+        return io.NodeOutput(adapter.cfg_guider(patched, positive, negative, cfg))

@@ -5,8 +5,11 @@ Every ComfyUI function, class attribute, wrapper type and args-dict key the pack
 this module. :func:`check_touch_points` runs once when the pack is loaded: if something moved, it logs
 ONE error naming the ComfyUI version, every missing symbol, what it is for and what to upgrade, instead
 of the pack failing at sampling time with a ``KeyError`` or ``AttributeError``. Later, a feature whose
-touch points are missing raises :class:`~diffier_core.DiffIERError` with the same information when a
-node uses it (:func:`require`); optional touch points fall back (see ``fallback``).
+touch points are missing raises :class:`ComfyUIMismatchError` with the same information when a node
+uses it (:func:`require`); optional touch points fall back (see ``FALLBACKS``).
+
+The DiffIER hook gets each guided step from :func:`guided_step` in one call: the step's tensors, its run, the
+model's noise scales and the inner model evaluation, each read through the touch points below.
 
 Newer ComfyUI APIs are used where present (:func:`input_extras`, :func:`schema_extras`) and silently
 left out where not.
@@ -20,19 +23,20 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
 from ..diffier_core import DiffIERError
+from ..diffier_core.correction import EvaluateFn
 
 log = logging.getLogger("DiffIER")
 
-__all__ = ["TouchPoint", "TOUCH_POINTS", "POST_CFG_KEYS", "TESTED_VERSIONS", "MINIMUM_VERSION", "SOURCE_CHECKED",
-           "comfyui_version", "check_touch_points", "missing", "require", "available", "PostCfgStep",
-           "read_post_cfg", "patch_model", "store_run", "find_run", "outer_sample_context", "model_sampling",
-           "noise_scaling", "noise_scales", "affine_noise_scales", "percent_to_sigma", "calc_cond_batch",
-           "check_interrupted", "common_ksampler", "sampler_names", "scheduler_names", "cfg_guider", "input_extras",
+__all__ = ["TouchPoint", "TOUCH_POINTS", "POST_CFG_KEYS", "PAIRED_BATCH_MODELS", "TESTED_VERSIONS",
+           "MINIMUM_VERSION", "SOURCE_CHECKED", "ComfyUIMismatchError", "NoiseConventionError", "comfyui_version",
+           "check_touch_points", "missing", "require", "available", "GuidedStep", "guided_step", "patch_model",
+           "store_run", "outer_sample_context", "noise_scaling", "noise_scales", "affine_noise_scales",
+           "window_sigmas", "common_ksampler", "sampler_names", "scheduler_names", "cfg_guider", "input_extras",
            "schema_extras", "ComfyExtension", "io"]
 
 #: ComfyUI versions the integration tests ran against (docs/COMPATIBILITY.md).
@@ -58,12 +62,22 @@ KSAMPLER = "KSampler (DiffIER)"
 GUIDER = "DiffIER CFG Guider"
 NODE_API = "registering the nodes (V3 node API)"
 DEMO = "the demo model loader nodes"
+PAIRED = "evaluating cond and uncond together for models whose network splits every batch into that pair"
+
+#: ``comfy.model_base`` classes whose network splits every batch into an (uncond, cond) pair (``Hunyuan3Dv2_1``:
+#: ``comfy/ldm/hunyuan3dv2_1/hunyuandit.py`` chunks its context in two): their inner evaluation runs both
+#: branches even where DiffIER needs only the conditional one.
+PAIRED_BATCH_MODELS = ("Hunyuan3Dv2_1",)
 
 #: What the pack does instead when an optional feature is missing.
 FALLBACKS = {
     SEED: "the inner-loop noise is seeded with 0 (still reproducible, but the same for every seed)",
     INTERRUPT: "the inner loop runs to its end after an interrupt; ComfyUI stops at the next step",
+    PAIRED: "this ComfyUI has no such model, so there is nothing to pair",
 }
+#: Features whose touch points name model classes that older ComfyUI versions do not have: absent, nothing is
+#: missing, so the load-time check does not report them.
+ABSENT_OK = (PAIRED,)
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ TOUCH_POINTS: tuple[TouchPoint, ...] = (
     TouchPoint("comfy.model_patcher", "ModelPatcher", DEMO),
     TouchPoint("comfy.model_management", "get_torch_device", DEMO),
     TouchPoint("comfy.model_management", "unet_offload_device", DEMO),
+    *(TouchPoint("comfy.model_base", name, PAIRED) for name in PAIRED_BATCH_MODELS),
 )
 
 
@@ -233,8 +248,10 @@ def check_touch_points(points: Iterable[TouchPoint] = TOUCH_POINTS) -> dict[str,
             problems.setdefault(point.feature, []).append(why)
     _status.clear()
     _status.update(problems)
-    if problems:
-        log.error(_message(comfyui_version(), problems))
+    _paired_classes.cache_clear()
+    reported = {feature: why for feature, why in problems.items() if feature not in ABSENT_OK}
+    if reported:
+        log.error(_message(comfyui_version(), reported))
     return problems
 
 
@@ -248,19 +265,45 @@ def available(feature: str) -> bool:
     return not _status.get(feature)
 
 
+class ComfyUIMismatchError(DiffIERError):
+    """This ComfyUI does not provide what a feature of the pack needs (touch points of :data:`TOUCH_POINTS`).
+
+    Args:
+        feature: the feature that cannot run (one of the feature names of this module).
+        problems: what is missing or changed, one entry per touch point.
+    """
+
+    def __init__(self, feature: str, problems: list[str]) -> None:
+        super().__init__(feature, problems, f"ComfyUI {MINIMUM_VERSION} or newer with the touch points of "
+                         "docs/COMPATIBILITY.md", _message(comfyui_version(), {feature: problems}))
+
+
+class NoiseConventionError(DiffIERError):
+    """A model sampling's ``noise_scaling`` is not the affine map ``x = a(σ)·x0 + b(σ)·ε`` DiffIER corrects in.
+
+    Args:
+        sampling: the model sampling object.
+        got: what its ``noise_scaling`` did.
+        message: the full text.
+    """
+
+    def __init__(self, sampling: Any, got: str, message: str) -> None:
+        super().__init__(f"{type(sampling).__name__}.noise_scaling", got, "x = a(σ)·x0 + b(σ)·ε", message)
+
+
 def require(feature: str) -> None:
-    """Raise a clear :class:`DiffIERError` if ``feature``'s touch points are missing in this ComfyUI."""
+    """Raise a clear :class:`ComfyUIMismatchError` if ``feature``'s touch points are missing in this ComfyUI."""
     if _status.get(feature):
-        raise DiffIERError(_message(comfyui_version(), {feature: _status[feature]}))
+        raise ComfyUIMismatchError(feature, _status[feature])
 
 
 # -- the node API (V3) ---------------------------------------------------------------------------
 try:
     from comfy_api.latest import ComfyExtension, io
 except ImportError as _exc:  # ComfyUI too old for V3 nodes: say so once, clearly, then fail the import
-    log.error(_message(comfyui_version(), {NODE_API: [f"module comfy_api.latest cannot be imported ({_exc})"]}))
-    raise DiffIERError(f"DiffIER needs ComfyUI's V3 node API (comfy_api.latest, ComfyUI {MINIMUM_VERSION} or "
-                       f"newer); found ComfyUI {comfyui_version()}") from _exc
+    _problems = [f"module comfy_api.latest cannot be imported ({_exc})"]
+    log.error(_message(comfyui_version(), {NODE_API: _problems}))
+    raise ComfyUIMismatchError(NODE_API, _problems) from _exc
 
 
 @functools.cache
@@ -289,31 +332,103 @@ def schema_extras(**options: Any) -> dict[str, Any]:
 
 
 # -- sampling -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PostCfgStep:
-    """What DiffIER reads from ComfyUI's post-CFG args dict (keys: :data:`POST_CFG_KEYS`)."""
+class SamplingRun(Protocol):
+    """What the adapter reads of a sampling run's record (``nodes.patch.DiffIERRun``)."""
 
-    denoised: torch.Tensor
+    model_sampling: Any  # whose noise_scaling gives each step's signal and noise scales
+
+
+RunT = TypeVar("RunT", bound=SamplingRun)
+
+
+@dataclass(frozen=True)
+class GuidedStep(Generic[RunT]):
+    """One guided step as the DiffIER hook needs it, read from ComfyUI's post-CFG args by :func:`guided_step`.
+
+    Attributes:
+        x: the step's noisy input x_t, ``[B, ...]``.
+        denoised: the guided clean estimate ComfyUI's CFG produced, same shape.
+        sigma: the step's σ per sample.
+        cond_scale: the CFG scale (1: ComfyUI skipped the negative pass).
+        run: the sampling run's record (stored by the outer-sample wrapper, or opened by the hook's fallback).
+        paired_batch: the model's class name if its network splits every batch into an (uncond, cond) pair
+            (:data:`PAIRED_BATCH_MODELS`: its inner evaluation always runs both branches), else ``""``.
+        scales: ``scales()`` → the signal and noise scales (a(σ), b(σ)) per sample, read off the run's model
+            sampling without a host sync (:func:`noise_scales`).
+        evaluator: ``evaluator(inner_guidance)`` → x' ↦ the model's clean estimate at (x', σ) in one
+            ``calc_cond_batch`` pass: the conditional branch (``cond``) or cond+uncond CFG at the step's scale
+            (``cfg``); it stops on /interrupt.
+    """
+
     x: torch.Tensor
+    denoised: torch.Tensor
     sigma: torch.Tensor
     cond_scale: float
-    model: Any
-    model_options: dict
-    cond: Any
-    uncond: Any
+    run: RunT
+    paired_batch: str
+    scales: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    evaluator: Callable[[str], EvaluateFn]
 
 
-def read_post_cfg(args: Mapping[str, Any]) -> PostCfgStep:
-    """The step's values from ComfyUI's post-CFG args, or a clear error naming the missing keys and the version."""
+def guided_step(args: Mapping[str, Any], key: str, open_run: Callable[[Any, torch.Tensor], RunT]) -> GuidedStep[RunT]:
+    """The step of ComfyUI's post-CFG ``args`` with its run, or a clear error naming the missing keys.
+
+    Args:
+        args: what ``comfy.samplers.cfg_function`` passes to a post-CFG function (keys: :data:`POST_CFG_KEYS`).
+        key: the key the run was stored under (:func:`store_run`).
+        open_run: ``open_run(model_sampling, sigma)`` → a run, for sampling that did not go through ComfyUI's
+            outer-sample wrapper (called where no run is stored).
+    """
     absent = [key for key in POST_CFG_KEYS if key not in args]
     if absent:
-        raise DiffIERError(_message(comfyui_version(), {HOOK: [f"comfy.samplers.cfg_function no longer passes "
-                                                               f"{absent} to post-CFG functions"]}))
-    return PostCfgStep(args["denoised"], args["input"], args["sigma"], float(args["cond_scale"]), args["model"],
-                       args["model_options"], args["cond"], args["uncond"])
+        raise ComfyUIMismatchError(HOOK, [f"comfy.samplers.cfg_function no longer passes {absent} to post-CFG "
+                                          "functions"])
+    model, sigma, model_options = args["model"], args["sigma"], args["model_options"]
+    stored = model_options.get(TRANSFORMER_OPTIONS, {}).get(RUNS_KEY, {}).get(key)
+    run = stored if stored is not None else open_run(model.model_sampling, sigma)
+    paired = _paired_model(model)
+
+    def scales() -> tuple[torch.Tensor, torch.Tensor]:
+        return noise_scales(run.model_sampling, sigma)
+
+    def evaluator(inner_guidance: str) -> EvaluateFn:
+        require(INNER)
+        import comfy.model_management
+        import comfy.samplers
+
+        guided = inner_guidance == "cfg"
+        both = guided or (paired != "" and args["uncond"] is not None)
+        conds = [args["cond"], args["uncond"] if both else None]
+        cond_scale = float(args["cond_scale"])
+        interruptible = available(INTERRUPT)
+
+        def evaluate(x_prime: torch.Tensor) -> torch.Tensor:
+            if interruptible:  # /interrupt stops the inner loop too
+                comfy.model_management.throw_exception_if_processing_interrupted()
+            cond, uncond = comfy.samplers.calc_cond_batch(model, conds, x_prime, sigma, model_options)
+            result: torch.Tensor = uncond + (cond - uncond) * cond_scale if guided else cond
+            return result
+
+        return evaluate
+
+    return GuidedStep(args["input"], args["denoised"], sigma, float(args["cond_scale"]), run, paired, scales,
+                      evaluator)
 
 
-def patch_model(model: Any, post_cfg: Callable, outer_sample: Callable, key: str) -> Any:
+@functools.cache
+def _paired_classes() -> tuple[type, ...]:
+    """The classes of :data:`PAIRED_BATCH_MODELS` this ComfyUI has."""
+    found = (_resolve(point)[0] for point in TOUCH_POINTS if point.feature == PAIRED)
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
+def _paired_model(model: Any) -> str:
+    """The class name of ``model`` if it is one of :data:`PAIRED_BATCH_MODELS`, else ``""``."""
+    return type(model).__name__ if isinstance(model, _paired_classes()) else ""
+
+
+def patch_model(model: Any, post_cfg: Callable[[dict[str, Any]], torch.Tensor], outer_sample: Callable[..., Any],
+                key: str) -> Any:
     """A clone of ``model`` with ``post_cfg`` as post-CFG hook and ``outer_sample`` as outer-sample wrapper.
 
     Args:
@@ -332,28 +447,18 @@ def patch_model(model: Any, post_cfg: Callable, outer_sample: Callable, key: str
     return m
 
 
-def outer_sample_context(executor: Any) -> tuple[Any, dict]:
+def outer_sample_context(executor: Any) -> tuple[Any, dict[str, Any]]:
     """``(model_sampling, model_options)`` of the guider an outer-sample wrapper runs in."""
     guider = executor.class_obj
     return guider.model_patcher.get_model_object("model_sampling"), guider.model_options
 
 
-def store_run(model_options: dict, key: str, run: Any) -> None:
+def store_run(model_options: dict[str, Any], key: str, run: SamplingRun) -> None:
     """Put ``run`` where every step's post-CFG args will find it (a fresh dict: options may be shared)."""
     transformer_options = model_options.setdefault(TRANSFORMER_OPTIONS, {})
     runs = dict(transformer_options.get(RUNS_KEY, {}))
     runs[key] = run
     transformer_options[RUNS_KEY] = runs
-
-
-def find_run(model_options: Mapping[str, Any], key: str) -> Any | None:
-    """The run stored by :func:`store_run` under ``key``, if any."""
-    return model_options.get(TRANSFORMER_OPTIONS, {}).get(RUNS_KEY, {}).get(key)
-
-
-def model_sampling(model: Any) -> Any:
-    """``model_sampling`` of the BaseModel in the post-CFG args."""
-    return model.model_sampling
 
 
 def noise_scaling(sampling: Any, sigma: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -366,8 +471,9 @@ def noise_scaling(sampling: Any, sigma: torch.Tensor, noise: torch.Tensor, laten
         out = sampling.noise_scaling(sigma, noise, latent)
         return torch.broadcast_to(torch.as_tensor(out), noise.shape).float()
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise DiffIERError(f"DiffIER: {type(sampling).__name__}.noise_scaling(σ of shape {list(sigma.shape)}, noise "
-                           f"and latent of shape {list(noise.shape)}) failed: {exc}") from exc
+        raise NoiseConventionError(sampling, f"failed: {exc}", f"DiffIER: {type(sampling).__name__}.noise_scaling(σ "
+                                   f"of shape {list(sigma.shape)}, noise and latent of shape {list(noise.shape)}) "
+                                   f"failed: {exc}") from exc
 
 
 def noise_scales(sampling: Any, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -407,7 +513,8 @@ def affine_noise_scales(sampling: Any, sigmas: torch.Tensor) -> tuple[torch.Tens
     error = torch.maximum((got - (signal + noise)).abs(), zero.abs())
     bad = ~(error <= tolerance) | ~torch.isfinite(a)[:, None] | ~torch.isfinite(b)[:, None]
     if bool(bad.any()):
-        raise DiffIERError(_not_affine(sampling, s, a, b, got, signal + noise, zero, tolerance, bad))
+        raise NoiseConventionError(sampling, "not affine", _not_affine(sampling, s, a, b, got, signal + noise, zero,
+                                                                       tolerance, bad))
     return a, b
 
 
@@ -422,33 +529,18 @@ def _not_affine(sampling: Any, sigma: torch.Tensor, a: torch.Tensor, b: torch.Te
             "DiffIER needs x = a(σ)·x0 + b(σ)·ε, as every ComfyUI model sampling so far has")
 
 
-def percent_to_sigma(sampling: Any, percent: float) -> float:
-    """σ at sampling progress ``percent`` (0 = start)."""
-    return float(sampling.percent_to_sigma(percent))
-
-
-def calc_cond_batch(model: Any, conds: list, x: torch.Tensor, sigma: torch.Tensor, model_options: dict) -> list:
-    """ComfyUI's batched cond/uncond model evaluation (``comfy.samplers.calc_cond_batch``)."""
-    require(INNER)
-    import comfy.samplers
-
-    return comfy.samplers.calc_cond_batch(model, conds, x, sigma, model_options)
-
-
-def check_interrupted() -> None:
-    """Raise ComfyUI's interrupt exception if the user pressed cancel (no-op where the function is missing)."""
-    if available(INTERRUPT):
-        import comfy.model_management
-
-        comfy.model_management.throw_exception_if_processing_interrupted()
+def window_sigmas(sampling: Any, start_percent: float, end_percent: float) -> tuple[float, float]:
+    """σ at sampling progress ``start_percent`` and ``end_percent`` (0 = the start), from the model's sampling."""
+    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
 
 
 def common_ksampler(model: Any, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
-                    positive: Any, negative: Any, latent: dict, denoise: float) -> dict:
+                    positive: Any, negative: Any, latent: dict[str, Any], denoise: float) -> dict[str, Any]:
     """The LATENT that ComfyUI's own KSampler path (``nodes.common_ksampler``) returns."""
     require(KSAMPLER)
     import nodes as comfy_nodes  # ComfyUI's top-level module (this pack's own package is `.nodes`)
 
+    out: dict[str, Any]
     (out,) = comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                          latent, denoise=denoise)
     return out

@@ -1,25 +1,14 @@
-"""DiffIER's node inputs, defined once and shared by the three nodes (same ids, ranges and tooltips)."""
+"""DiffIER's node inputs, defined once and shared by the three nodes (same ids, ranges, tooltips and defaults, the
+defaults taken from the core's :data:`~diffier_core.config.DEFAULTS`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from ..diffier_core import (
-    AT_CFG_1,
-    DEFAULT_AT_CFG_1,
-    INNER_GUIDANCE,
-    MODES,
-    RANGES,
-    DiffIERConfig,
-    DiffIERError,
-    DiffIERParameterError,
-    validate_window,
-)
-from ..diffier_core.presets import DEFAULT_PRESET, PRESETS, PresetSettings, preset_tooltip, resolve_preset
+from ..diffier_core import AT_CFG_1, DEFAULTS, INNER_GUIDANCE, MODES, RANGES, DiffIERError, DiffIERParameterError
+from ..diffier_core.presets import DEFAULT_PRESET, PRESETS, preset_tooltip
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .patch import DiffIERPatch
 
 CATEGORY = "sampling/diffier"
 
@@ -60,21 +49,22 @@ def diffier_inputs() -> list[io.Input]:
     prompts without them, UI graphs whose positional ``widgets_values`` end earlier) load and run unchanged.
     """
     return [
-        io.Combo.Input("mode", options=list(MODES), default="consistency", tooltip=TOOLTIPS["mode"]),
-        io.Float.Input("eta", default=0.05, min=RANGES["eta"][0], max=RANGES["eta"][1], step=0.005,
+        io.Combo.Input("mode", options=list(MODES), default=DEFAULTS.mode, tooltip=TOOLTIPS["mode"]),
+        io.Float.Input("eta", default=DEFAULTS.eta, min=RANGES["eta"][0], max=RANGES["eta"][1], step=0.005,
                        tooltip=TOOLTIPS["eta"]),
-        io.Float.Input("threshold", default=1e-3, min=RANGES["threshold"][0], max=RANGES["threshold"][1],
-                       step=0.0001, round=0.00001, tooltip=TOOLTIPS["threshold"]),
-        io.Int.Input("max_iters", default=4, min=int(RANGES["max_iters"][0]), max=int(RANGES["max_iters"][1]),
-                     tooltip=TOOLTIPS["max_iters"]),
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                       tooltip=TOOLTIPS["start_percent"]),
-        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip=TOOLTIPS["end_percent"]),
-        io.Combo.Input("inner_guidance", options=list(INNER_GUIDANCE), default=DEFAULT_INNER_GUIDANCE,
+        io.Float.Input("threshold", default=DEFAULTS.threshold, min=RANGES["threshold"][0],
+                       max=RANGES["threshold"][1], step=0.0001, round=0.00001, tooltip=TOOLTIPS["threshold"]),
+        io.Int.Input("max_iters", default=DEFAULTS.max_iters, min=int(RANGES["max_iters"][0]),
+                     max=int(RANGES["max_iters"][1]), tooltip=TOOLTIPS["max_iters"]),
+        io.Float.Input("start_percent", default=DEFAULTS.start_percent, min=RANGES["start_percent"][0],
+                       max=RANGES["start_percent"][1], step=0.001, tooltip=TOOLTIPS["start_percent"]),
+        io.Float.Input("end_percent", default=DEFAULTS.end_percent, min=RANGES["end_percent"][0],
+                       max=RANGES["end_percent"][1], step=0.001, tooltip=TOOLTIPS["end_percent"]),
+        io.Combo.Input("inner_guidance", options=list(INNER_GUIDANCE), default=DEFAULTS.inner_guidance,
                        optional=True, tooltip=TOOLTIPS["inner_guidance"]),
         io.Combo.Input("preset", options=list(PRESETS), default=DEFAULT_PRESET, optional=True,
                        tooltip=TOOLTIPS["preset"]),
-        io.Combo.Input("at_cfg_1", options=list(AT_CFG_1), default=DEFAULT_AT_CFG_1, optional=True,
+        io.Combo.Input("at_cfg_1", options=list(AT_CFG_1), default=DEFAULTS.at_cfg_1, optional=True,
                        tooltip=TOOLTIPS["at_cfg_1"]),
     ]
 
@@ -90,55 +80,6 @@ def cfg_input() -> io.Input:
     return io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=TOOLTIPS["cfg"])
 
 
-#: The nodes' default for ``inner_guidance`` (the core's neutral default is "cfg"): measured best, see docs/EVIDENCE.md.
-DEFAULT_INNER_GUIDANCE = "cond"
-
-
-def build_config(mode: Any, eta: Any, threshold: Any, max_iters: Any,
-                 inner_guidance: Any = DEFAULT_INNER_GUIDANCE) -> DiffIERConfig:
-    """The core config from node inputs (raises DiffIERParameterError naming the bad input)."""
-    return DiffIERConfig(mode=mode, eta=eta, threshold=threshold, max_iters=max_iters,
-                         inner_guidance=inner_guidance)
-
-
-def resolve_inputs(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: Any, start_percent: Any,
-                   end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE
-                   ) -> tuple[DiffIERConfig, float, float, int]:
-    """``(config, start_percent, end_percent, stride)`` of a node's inputs under its ``preset``.
-
-    The explicit inputs are always validated (a bad value is an error under every preset); ``quality`` and
-    ``custom`` run them, ``balanced`` and ``fast`` run their own measured settings instead
-    (:mod:`diffier_core.presets`).
-
-    Args:
-        preset: the ``preset`` input (``None``: absent, i.e. ``quality``).
-        mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance: the explicit inputs.
-
-    Raises:
-        DiffIERParameterError: naming the bad input, its value and what is allowed.
-    """
-    start, end = validate_window(start_percent, end_percent)
-    config = build_config(mode, eta, threshold, max_iters, inner_guidance)
-    explicit = PresetSettings(config.mode, config.eta, config.threshold, config.max_iters, start, end,
-                              config.inner_guidance)
-    chosen = resolve_preset(preset, explicit)
-    if chosen is not explicit:
-        config = build_config(chosen.mode, chosen.eta, chosen.threshold, chosen.max_iters, chosen.inner_guidance)
-    return config, chosen.start_percent, chosen.end_percent, chosen.stride
-
-
-def diffier_patch(preset: Any, mode: Any, eta: Any, threshold: Any, max_iters: Any, start_percent: Any,
-                  end_percent: Any, inner_guidance: Any = DEFAULT_INNER_GUIDANCE, at_cfg_1: Any = DEFAULT_AT_CFG_1,
-                  on_run_end: Callable[[dict[str, Any]], None] | None = None) -> DiffIERPatch:
-    """The :class:`DiffIERPatch` all three nodes apply: their inputs resolved under ``preset`` (``resolve_inputs``).
-
-    ``at_cfg_1`` says when DiffIER runs, not how, so no preset changes it.
-    """
-    config, start, end, stride = resolve_inputs(preset, mode, eta, threshold, max_iters, start_percent, end_percent,
-                                                inner_guidance)
-    return DiffIERPatch(config, start, end, on_run_end=on_run_end, stride=stride, at_cfg_1=at_cfg_1)
-
-
 def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any = None, at_cfg_1: Any = None,
                             **combos: tuple[Any, list[str]]) -> bool | str:
     """The nodes' ``validate_inputs``: True, or the error text ComfyUI shows at queue time.
@@ -150,8 +91,8 @@ def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any =
     against *all* its arguments, so an out-of-range ``eta`` checked here would come back attached to every
     argument. Left to ComfyUI's schema check, ``eta = 2.0`` comes back against ``eta`` alone ("Value 2.0 bigger than max
     of 1.0"). What ``min``/``max`` cannot catch (NaN, ``start_percent`` > ``end_percent``, a value that
-    arrives through a link) is rejected when the node runs, by :func:`build_config` and
-    ``validate_window``, with a ``DiffIERParameterError`` naming the input, the value and the range.
+    arrives through a link) is rejected when the node runs, by :class:`~diffier_core.config.DiffIERSettings`,
+    with a ``DiffIERParameterError`` naming the input, the value and the range.
 
     Args:
         mode: the ``mode`` combo value (``None`` when linked: checked when the node runs).
@@ -172,10 +113,12 @@ def validate_diffier_inputs(mode: Any, inner_guidance: Any = None, preset: Any =
 
 
 class DiffIERNode(io.ComfyNode):
-    """Base of the three DiffIER nodes (not a node itself): the shared schema frame and the combo check.
+    """Base of the three DiffIER nodes (not a node itself): the shared schema frame.
 
     A subclass writes ``define_schema`` as ``cls.diffier_schema(...)`` with its own leading inputs, and
-    ``execute``; DiffIER's inputs (:func:`diffier_inputs`) always follow the node's own.
+    ``execute`` taking its own inputs and ``**diffier: Unpack[DiffIERInputs]``; DiffIER's inputs
+    (:func:`diffier_inputs`) always follow the node's own and become one
+    :class:`~diffier_core.config.DiffIERSettings` (``diffier_core.presets.settings_for``).
     """
 
     @classmethod
@@ -201,7 +144,13 @@ class DiffIERNode(io.ComfyNode):
             outputs=outputs,
         )
 
+
+class DiffIERCombosNode(DiffIERNode):
+    """A DiffIER node whose only combo inputs are DiffIER's (the Guider and the CFG Guider): it checks them at queue
+    time; KSampler (DiffIER) adds its sampler and scheduler combos to the same check."""
+
     @classmethod
-    def validate_inputs(cls, mode, inner_guidance=None, preset=None, at_cfg_1=None) -> bool | str:
+    def validate_inputs(cls, mode: Any, inner_guidance: Any = None, preset: Any = None,
+                        at_cfg_1: Any = None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
         return validate_diffier_inputs(mode, inner_guidance, preset, at_cfg_1)

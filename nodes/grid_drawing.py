@@ -11,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..diffier_core import DiffIERParameterError
+
+if TYPE_CHECKING:
+    from PIL.ImageFont import FreeTypeFont, ImageFont
 
 __all__ = ["GridLayout", "grid_layout", "label_grid", "parse_labels"]
 
@@ -28,13 +32,13 @@ def parse_labels(text: str) -> list[str]:
     return [line.strip() for line in str(text).splitlines() if line.strip()]
 
 
-def _font(size: int):
+def _font(size: int) -> FreeTypeFont | ImageFont:
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
 
 
-def _text_width(font, text: str) -> int:
+def _text_width(font: FreeTypeFont | ImageFont, text: str) -> int:
     left, _, right, _ = font.getbbox(text)
     return int(math.ceil(right - left))
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from typing_extensions import Unpack
+
+from ..diffier_core.presets import DiffIERInputs, settings_for
 from .comfy_adapter import io
-from .common import DEFAULT_AT_CFG_1, DEFAULT_INNER_GUIDANCE, DEFAULT_PRESET, DiffIERNode, diffier_patch
+from .common import DiffIERCombosNode
+from .patch import DiffIERPatch
 
 
-class DiffIERGuider(DiffIERNode):
+class DiffIERGuider(DiffIERCombosNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         model = io.Model.Input("model", tooltip="The model to patch (it is cloned, never changed).")
@@ -17,9 +23,5 @@ class DiffIERGuider(DiffIERNode):
                                   "patches). Use with any sampler node.")
 
     @classmethod
-    def execute(cls, model, mode, eta, threshold, max_iters, start_percent, end_percent,
-                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET,
-                at_cfg_1=DEFAULT_AT_CFG_1) -> io.NodeOutput:
-        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
-                              at_cfg_1)
-        return io.NodeOutput(patch.apply(model))
+    def execute(cls, model: Any, **diffier: Unpack[DiffIERInputs]) -> io.NodeOutput:
+        return io.NodeOutput(DiffIERPatch(settings_for(**diffier)).apply(model))

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from typing_extensions import Unpack
+
+from ..diffier_core.presets import DiffIERInputs, settings_for
 from . import comfy_adapter as adapter
 from .comfy_adapter import io
-from .common import (
-    DEFAULT_AT_CFG_1,
-    DEFAULT_INNER_GUIDANCE,
-    DEFAULT_PRESET,
-    DiffIERNode,
-    cfg_input,
-    conditioning_inputs,
-    diffier_patch,
-    validate_diffier_inputs,
-)
-from .patch import empty_summary
+from .common import DiffIERNode, cfg_input, conditioning_inputs, validate_diffier_inputs
+from .patch import DiffIERPatch, empty_summary
 
 
 class KSamplerDiffIER(DiffIERNode):
@@ -45,25 +40,26 @@ class KSamplerDiffIER(DiffIERNode):
                                   "follow.")
 
     @classmethod
-    def validate_inputs(cls, sampler_name, scheduler, mode, inner_guidance=None, preset=None,
-                        at_cfg_1=None) -> bool | str:
+    def validate_inputs(cls, sampler_name: Any, scheduler: Any, mode: Any, inner_guidance: Any = None,
+                        preset: Any = None, at_cfg_1: Any = None) -> bool | str:
         """Only the combos: ComfyUI range-checks eta, threshold, ... per input (see validate_diffier_inputs)."""
         return validate_diffier_inputs(mode, inner_guidance, preset, at_cfg_1,
                                        sampler_name=(sampler_name, adapter.sampler_names()),
                                        scheduler=(scheduler, adapter.scheduler_names()))
 
     @classmethod
-    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                denoise, mode, eta, threshold, max_iters, start_percent, end_percent,
-                inner_guidance=DEFAULT_INNER_GUIDANCE, preset=DEFAULT_PRESET, at_cfg_1=DEFAULT_AT_CFG_1
-                ) -> io.NodeOutput:
-        summaries: list[dict] = []
-        patch = diffier_patch(preset, mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
-                              at_cfg_1, on_run_end=summaries.append)
+    def execute(cls, model: Any, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive: Any,
+                negative: Any, latent_image: dict[str, Any], denoise: float,
+                **diffier: Unpack[DiffIERInputs]) -> io.NodeOutput:
+        summaries: list[dict[str, Any]] = []
+        settings = settings_for(**diffier)
+        patch = DiffIERPatch(settings, on_run_end=summaries.append)
         latent = adapter.common_ksampler(patch.apply(model), seed, steps, cfg, sampler_name, scheduler, positive,
                                          negative, latent_image, denoise=denoise)
         patch.finish_fallback()  # only where this ComfyUI has no outer-sample wrapper (see comfy_adapter)
-        summary = {"mode": mode, "cfg": cfg, "at_cfg_1": at_cfg_1, **(summaries[-1] if summaries else empty_summary())}
+        mode = diffier["mode"]
+        summary = {"mode": mode, "cfg": cfg, "at_cfg_1": settings.at_cfg_1,
+                   **(summaries[-1] if summaries else empty_summary())}
         text = (f"DiffIER {mode}: {summary['steps_corrected']} steps corrected, "
                 f"{summary['mean_iterations']:.2f} mean iterations, {summary['extra_model_evals']} extra evaluations")
         if summary["notice"]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .comfy_adapter import io
 from .grid_drawing import MAX_FONT, label_grid, parse_labels
 
@@ -33,5 +35,5 @@ class DiffIERLabelGrid(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, columns, rows, spacing, font_size) -> io.NodeOutput:
+    def execute(cls, image: torch.Tensor, columns: str, rows: str, spacing: int, font_size: int) -> io.NodeOutput:
         return io.NodeOutput(label_grid(image, parse_labels(columns), parse_labels(rows), spacing, font_size))

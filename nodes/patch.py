@@ -1,10 +1,10 @@
 """DiffIER in a sampling run: a post-CFG hook plus an outer-sample wrapper around ``diffier_core``.
 
 No math lives here, and no ComfyUI internals either: everything ComfyUI is reached through
-:mod:`.comfy_adapter`. The hook reads the step from ComfyUI's post-CFG arguments, asks the core for the
-correction, and records what it did; the wrapper opens a per-run record (seeds, σ window, the model's noise
-convention, checked to be affine) from the sampler's own seed, initial noise and schedule, and closes it with
-one log summary.
+:mod:`.comfy_adapter`. The hook gets the step from the adapter in one call (:func:`comfy_adapter.guided_step`),
+asks the core for the correction, records what it did and returns it; the wrapper opens a per-run record (seeds,
+σ window, the model's noise convention, checked to be affine) from the sampler's own seed, initial noise and
+schedule, and closes it with one log summary.
 """
 
 from __future__ import annotations
@@ -18,17 +18,7 @@ from typing import Any
 
 import torch
 
-from ..diffier_core import (
-    DEFAULT_AT_CFG_1,
-    DiffIERConfig,
-    DiffIERError,
-    PerSampleNoise,
-    StepInfo,
-    diffier_step,
-    resolve_steps,
-    sample_seeds,
-    validate_at_cfg_1,
-)
+from ..diffier_core import DiffIERSettings, PerSampleNoise, StepInfo, diffier_step, resolve_steps, sample_seeds
 from . import comfy_adapter as adapter
 
 log = logging.getLogger("DiffIER")
@@ -52,6 +42,7 @@ class DiffIERRun:
     sigma_end: float
     full_window: bool = False  # start_percent = 0 and end_percent = 1: no step needs σ read on the host
     noise_free: bool = False  # b(σ) = 0 at every σ of the schedule: nothing to correct anywhere
+    paired_noted: bool = False  # the paired-batch evaluation was logged for this run
     steps: list[tuple[torch.Tensor, StepInfo]] = field(default_factory=list)
     window_calls: int = 0  # guided model calls seen inside the window (for ``stride``)
     guided_calls: int = 0  # post-CFG calls seen in this run
@@ -94,26 +85,12 @@ class DiffIERPatch:
     """Installs DiffIER on a cloned ModelPatcher through ComfyUI's list hooks.
 
     Args:
-        config: validated core parameters.
-        start_percent: sampling progress where DiffIER starts, in [0, 1] (0 = first step).
-        end_percent: sampling progress where it ends, in [0, 1] (1 = last step).
-        on_run_end: called with each run's summary dict (KSamplerDiffIER shows it).
-        stride: correct only every ``stride``-th guided model call inside the window, starting with the
-            first (1 = every call, today's behaviour; the cheap presets, ``diffier_core.presets``).
-        at_cfg_1: ``"skip"`` (default: at cfg = 1 the step is left unchanged and the run's summary says so) or
-            ``"correct"`` (at cfg = 1 the conditional branch is the guided prediction and is corrected).
+        settings: what DiffIER runs with (mode, step, window, stride, behaviour at cfg = 1, ...), validated.
+        on_run_end: called with each run's summary dict (KSampler (DiffIER) shows it).
     """
 
-    def __init__(self, config: DiffIERConfig, start_percent: float = 0.0, end_percent: float = 1.0,
-                 on_run_end: Callable[[dict[str, Any]], None] | None = None, stride: int = 1,
-                 at_cfg_1: str = DEFAULT_AT_CFG_1) -> None:
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise DiffIERError(f"DiffIER: stride must be an integer >= 1, got {stride!r}")
-        self.config = config
-        self.stride = stride
-        self.at_cfg_1 = validate_at_cfg_1(at_cfg_1)
-        self.start_percent = start_percent
-        self.end_percent = end_percent
+    def __init__(self, settings: DiffIERSettings, on_run_end: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.settings = settings
         self.on_run_end = on_run_end
         self.key = uuid.uuid4().hex
         self._fallback: DiffIERRun | None = None
@@ -127,16 +104,17 @@ class DiffIERPatch:
                  sigmas: torch.Tensor) -> DiffIERRun:
         """The run record; checks once that the model's noise convention is affine at the schedule's σ."""
         noise_free = False
-        if self.config.enabled:  # switched off, DiffIER never reads the convention
+        if self.settings.enabled:  # switched off, DiffIER never reads the convention
             _, noise_scale = adapter.affine_noise_scales(model_sampling, sigmas)
             noise_free = bool((noise_scale == 0).all())
-        sigma_start = adapter.percent_to_sigma(model_sampling, self.start_percent)
-        sigma_end = adapter.percent_to_sigma(model_sampling, self.end_percent)
+        sigma_start, sigma_end = adapter.window_sigmas(model_sampling, self.settings.start_percent,
+                                                       self.settings.end_percent)
         return DiffIERRun(PerSampleNoise(sample_seeds(seed, initial_noise)), model_sampling, sigma_start, sigma_end,
-                          self.start_percent <= 0.0 and self.end_percent >= 1.0, noise_free=noise_free)
+                          self.settings.full_window, noise_free=noise_free)
 
-    def outer_sample(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
-                     disable_pbar=False, seed=None, **kwargs):
+    def outer_sample(self, executor: Any, noise: torch.Tensor, latent_image: torch.Tensor, sampler: Any,
+                     sigmas: torch.Tensor, denoise_mask: torch.Tensor | None = None, callback: Any = None,
+                     disable_pbar: bool = False, seed: int | None = None, **kwargs: Any) -> Any:
         """``WrappersMP.OUTER_SAMPLE`` wrapper: opens the run record from the sampler's seed and schedule."""
         model_sampling, model_options = adapter.outer_sample_context(executor)
         run = self._new_run(model_sampling, 0 if seed is None else int(seed), noise, _stepped_sigmas(sigmas))
@@ -162,7 +140,7 @@ class DiffIERPatch:
                     log.warning("DiffIER: step %d (sigma %.4g), sample %d: the correction was non-finite and was "
                                 "discarded", step["step"], step["sigma"], i)
         log.info("DiffIER (%s): %d steps corrected, %.2f mean iterations, %d extra model evaluations",
-                 self.config.mode, summary["steps_corrected"], summary["mean_iterations"],
+                 self.settings.mode, summary["steps_corrected"], summary["mean_iterations"],
                  summary["extra_model_evals"])
         if self.on_run_end is not None:
             self.on_run_end(summary)
@@ -172,7 +150,7 @@ class DiffIERPatch:
         total, skipped = summary["guided_steps"], summary["skipped"]
         reasons = []
         if skipped["disabled"]:
-            off = "eta = 0" if self.config.eta <= 0.0 else "max_iters = 0"
+            off = "eta = 0" if self.settings.eta <= 0.0 else "max_iters = 0"
             reasons.append(f"it is switched off ({off}); set eta > 0 and max_iters > 0 to apply it")
         if skipped["cfg_1"]:
             reasons.append(f"cfg = 1 at {skipped['cfg_1']} of {total} guided steps: ComfyUI skips the negative pass "
@@ -184,9 +162,9 @@ class DiffIERPatch:
                            f"{type(run.model_sampling).__name__}.noise_scaling gives noise scale b(sigma) = 0 there, "
                            "so the sample does not depend on the noise and there is nothing to correct; left unchanged")
         if skipped["outside_window"] and run.window_calls == 0:
-            reasons.append(f"empty window: no step's sigma fell in [start_percent, end_percent] = "
-                           f"[{self.start_percent:g}, {self.end_percent:g}] (sigma {run.sigma_end:.4g} to "
-                           f"{run.sigma_start:.4g}); widen the window")
+            window = f"[{self.settings.start_percent:g}, {self.settings.end_percent:g}]"
+            reasons.append(f"empty window: no step's sigma fell in [start_percent, end_percent] = {window} (sigma "
+                           f"{run.sigma_end:.4g} to {run.sigma_start:.4g}); widen the window")
         if not reasons:
             return ""
         left = sum(skipped.values())
@@ -199,65 +177,61 @@ class DiffIERPatch:
         if run is not None:
             self._finish(run)
 
-    def _run_for(self, step: adapter.PostCfgStep) -> DiffIERRun:
-        run = adapter.find_run(step.model_options, self.key)
-        if run is not None:
-            return run
+    def _fallback_run(self, model_sampling: Any, sigma: torch.Tensor) -> DiffIERRun:
+        """The run of sampling outside ComfyUI's outer-sample wrapper: opened at its first step, seeded with 0."""
         if self._fallback is None:
             log.warning("DiffIER: sampled outside ComfyUI's sampler entry point; inner-loop noise seeded with 0")
-            self._fallback = self._new_run(adapter.model_sampling(step.model), 0, torch.zeros(1, 1), step.sigma)
+            self._fallback = self._new_run(model_sampling, 0, torch.zeros(1, 1), sigma)
         return self._fallback
 
     # -- the hook ----------------------------------------------------------------------------------
     def post_cfg(self, args: dict[str, Any]) -> torch.Tensor:
-        """``sampler_post_cfg_function`` hook: returns the corrected guided clean estimate.
+        """``sampler_post_cfg_function`` hook: the step from the adapter, the correction from the core, returned.
 
         Works in any grad mode: the correction never builds an autograd graph (see ``diffier_step``).
         """
-        step = adapter.read_post_cfg(args)
-        run = self._run_for(step)
+        step = adapter.guided_step(args, self.key, self._fallback_run)
+        run = step.run
         run.guided_calls += 1
         at_cfg_1 = math.isclose(step.cond_scale, 1.0)
-        if not self.config.enabled:
-            run.skip("disabled")
+        reason = self._skip_reason(run, step.sigma, at_cfg_1)
+        if reason is not None:
+            run.skip(reason)
             return step.denoised
-        if at_cfg_1 and self.at_cfg_1 == "skip":
-            run.skip("cfg_1")  # ComfyUI skipped the uncond pass: plain sampling, reported once per run
-            return step.denoised
-        if run.noise_free:
-            run.skip("no_noise")
-            return step.denoised
-        if not run.in_window(step.sigma):
-            run.skip("outside_window")
-            return step.denoised
-        if not run.on_stride(self.stride):
+        if not run.on_stride(self.settings.stride):
             return step.denoised
         evaluate = None
-        if self.config.mode == "consistency":
-            # at cfg = 1 the guided prediction is the conditional one: one model row per iteration
-            evaluate = _guided_evaluator(step, "cond" if at_cfg_1 else self.config.inner_guidance)
-        signal_scale, noise_scale = adapter.noise_scales(run.model_sampling, step.sigma)
-        out, info = diffier_step(step.x, step.denoised, signal_scale, noise_scale, self.config, run.noise,
+        if self.settings.mode == "consistency":
+            evaluate = step.evaluator(self._inner_guidance(step, run, at_cfg_1))
+        signal_scale, noise_scale = step.scales()
+        out, info = diffier_step(step.x, step.denoised, signal_scale, noise_scale, self.settings, run.noise,
                                  evaluate=evaluate)
         run.steps.append((step.sigma.detach(), info))
         return out
+
+    def _skip_reason(self, run: DiffIERRun, sigma: torch.Tensor, at_cfg_1: bool) -> str | None:
+        """Why this guided step is left unchanged (one of :data:`SKIP_REASONS`), or None where DiffIER runs."""
+        if not self.settings.enabled:
+            return "disabled"
+        if at_cfg_1 and self.settings.at_cfg_1 == "skip":
+            return "cfg_1"  # ComfyUI skipped the uncond pass: plain sampling, reported once per run
+        if run.noise_free:
+            return "no_noise"
+        if not run.in_window(sigma):
+            return "outside_window"
+        return None
+
+    def _inner_guidance(self, step: adapter.GuidedStep[DiffIERRun], run: DiffIERRun, at_cfg_1: bool) -> str:
+        """What the inner loop evaluates: the conditional branch at cfg = 1 (it is the guided prediction there),
+        ``inner_guidance`` otherwise; a paired-batch model evaluates both branches, said once per run."""
+        inner = "cond" if at_cfg_1 else self.settings.inner_guidance
+        if step.paired_batch and inner == "cond" and not run.paired_noted:
+            run.paired_noted = True
+            log.info("DiffIER: %s evaluates cond and uncond as one pair, so inner_guidance = cond evaluates both "
+                     "branches (two model rows per inner iteration) and uses the conditional one", step.paired_batch)
+        return inner
 
 
 def _stepped_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     """The σ a schedule steps from (all but its last), or the schedule itself if it has one entry."""
     return sigmas[:-1] if sigmas.numel() > 1 else sigmas
-
-
-def _guided_evaluator(step: adapter.PostCfgStep, inner_guidance: str):
-    """x' ↦ D(x', σ): the cond branch (``cond``) or cond+uncond CFG (``cfg``) in one ``calc_cond_batch`` pass."""
-    conds = [step.cond, None if inner_guidance == "cond" else step.uncond]
-    model, sigma, model_options, cond_scale = step.model, step.sigma, step.model_options, step.cond_scale
-
-    def evaluate(x_prime: torch.Tensor) -> torch.Tensor:
-        adapter.check_interrupted()  # /interrupt stops the inner loop too
-        cond, uncond = adapter.calc_cond_batch(model, conds, x_prime, sigma, model_options)
-        if conds[1] is None:
-            return cond
-        return uncond + (cond - uncond) * cond_scale
-
-    return evaluate

@@ -135,23 +135,61 @@ def test_the_advice_depends_on_the_version(adapter, moved, caplog, version, advi
     assert f"ComfyUI {version} does not provide" in error and f"What to do: {advice}" in error
 
 
-# -- at sampling time: a clear DiffIERError, or the documented fallback ------------------------------
-def test_a_missing_hook_api_fails_the_node_with_a_clear_error_not_attribute_error(adapter, moved, run_node):
+def test_a_paired_batch_model_class_that_this_comfyui_lacks_is_not_reported(adapter, moved, caplog):
+    """Older ComfyUI versions have no Hunyuan3Dv2_1: nothing to pair, nothing missing, no error logged."""
+    import comfy.model_base
+
+    moved.delattr(comfy.model_base, adapter.PAIRED_BATCH_MODELS[0])
+    caplog.set_level(logging.INFO, logger="DiffIER")
+    problems = adapter.check_touch_points()
+    assert problems == {adapter.PAIRED: [f"comfy.model_base.{adapter.PAIRED_BATCH_MODELS[0]} is missing"]}
+    assert not adapter.available(adapter.PAIRED) and diffier_errors(caplog) == []
+
+
+# -- at sampling time: a clear ComfyUIMismatchError, or the documented fallback --------------------
+def test_a_missing_hook_api_fails_the_node_with_a_clear_error_not_attribute_error(adapter, moved, run_node,
+                                                                                pack_module):
     moved.delattr(comfy.model_patcher.ModelPatcher, "set_model_sampler_post_cfg_function")
     adapter.check_touch_points()
     with pytest.raises(Exception) as excinfo:
         run_node("DiffIERGuider", model=tiny().patcher, **DIFFIER)
-    assert type(excinfo.value).__name__ == "DiffIERError"
+    assert type(excinfo.value).__name__ == "ComfyUIMismatchError"
+    assert isinstance(excinfo.value, pack_module.diffier_core.DiffIERError)
     message = str(excinfo.value)
     assert "ModelPatcher.set_model_sampler_post_cfg_function is missing" in message
     assert comfyui_version.__version__ in message
+    assert excinfo.value.name == adapter.HOOK and excinfo.value.got == [
+        "comfy.model_patcher.ModelPatcher.set_model_sampler_post_cfg_function is missing"]
 
 
 def test_post_cfg_args_without_a_key_raise_a_clear_error(adapter):
     args = {key: None for key in adapter.POST_CFG_KEYS if key != "sigma"}
-    with pytest.raises(Exception, match=r"no longer passes \['sigma'\]") as excinfo:
-        adapter.read_post_cfg(args)
-    assert type(excinfo.value).__name__ == "DiffIERError"
+    with pytest.raises(adapter.ComfyUIMismatchError, match=r"no longer passes \['sigma'\]"):
+        adapter.guided_step(args, "key", lambda sampling, sigma: pytest.fail("no run is opened"))
+
+
+def test_guided_step_finds_the_stored_run_or_opens_one(adapter):
+    """The run the outer-sample wrapper stored is the step's; without one, ``open_run`` opens it from the model's
+    sampling and the step's σ."""
+
+    @dataclasses.dataclass
+    class Run:
+        model_sampling: object
+
+    tm = tiny()
+    sampling = tm.model.model_sampling
+    x, sigma = torch.randn(1, 4, 8, 8), torch.tensor([2.0])
+    args = {"denoised": x * 0.5, "cond": None, "uncond": None, "cond_scale": 4.0, "sigma": sigma, "input": x,
+            "model": tm.model, "model_options": {}}
+    opened = []
+    step = adapter.guided_step(args, "key", lambda s, sig: opened.append((s, sig)) or Run(s))
+    assert opened == [(sampling, sigma)] and step.run.model_sampling is sampling
+    assert step.x is x and step.denoised is args["denoised"] and step.cond_scale == 4.0 and step.paired_batch == ""
+    a, b = step.scales()
+    assert torch.equal(a, torch.ones(1)) and torch.equal(b, sigma)     # an EPS model: x = x0 + σ ε
+    stored = Run(sampling)
+    adapter.store_run(args["model_options"], "key", stored)
+    assert adapter.guided_step(args, "key", lambda s, sig: pytest.fail("the run was stored")).run is stored
 
 
 def test_without_the_outer_sample_wrapper_diffier_falls_back_to_seed_zero(adapter, moved, run_node, caplog):

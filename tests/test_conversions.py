@@ -84,6 +84,11 @@ def test_unknown_convention_raises_naming_it():
         core.renoise(torch.ones(1, 1), torch.ones(1, 1), *scales(torch.ones(1), "vp"))
 
 
+def test_a_per_sample_tensor_with_too_many_dims_raises_naming_it():
+    with pytest.raises(core.DiffIERParameterError, match=r"'t' must be a per-sample tensor with at most ndim = 2"):
+        core.append_dims(torch.ones(2, 3, 4), 2)
+
+
 # -- any affine convention x = a x₀ + b ε, per sample -------------------------------------------------------
 #: per-sample (a, b): eps, flow, flow with noise scale 7.5 (newer ComfyUI's CONST.noise_scale), a negative a
 SIGNAL = torch.tensor([1.0, 0.7, 0.75, -0.5])

@@ -154,7 +154,7 @@ def test_consistency_flow_at_sigma_one_is_finite():
 @pytest.mark.parametrize("mode", ["paper", "consistency"])
 def test_low_precision_in_float32_out_input_dtype(dtype, mode):
     x, d = (t.to(dtype) * 200 for t in data((1, 4, 16, 16)))  # large values: float16 squares would overflow
-    cfg = core.DiffIERConfig(mode=mode)
+    cfg = core.DiffIERSettings(mode=mode)
     out, info = core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), cfg, seeded(1),
                                   evaluate=lambda xp: d)
     assert out.dtype == dtype and torch.isfinite(out).all()
@@ -165,7 +165,7 @@ def test_low_precision_in_float32_out_input_dtype(dtype, mode):
 def test_nonfinite_input_passes_through_and_is_flagged(mode):
     x, d = data((2, 2, 4, 4))
     d[0, 0, 0, 0] = float("nan")
-    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.5, 0.5]), "eps"), core.DiffIERConfig(mode=mode),
+    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.5, 0.5]), "eps"), core.DiffIERSettings(mode=mode),
                                   seeded(2), evaluate=lambda xp: torch.zeros_like(xp))
     assert torch.isnan(out[0, 0, 0, 0]) and torch.equal(out[0].isnan(), d[0].isnan())  # not hidden
     assert torch.isfinite(out[1]).all() and not torch.equal(out[1], d[1])             # not spread
@@ -180,7 +180,7 @@ def test_nonfinite_correction_is_discarded_per_sample():
         out[1] = float("inf")
         return out
 
-    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.5, 0.5]), "eps"), core.DiffIERConfig(), seeded(2),
+    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.5, 0.5]), "eps"), core.DiffIERSettings(), seeded(2),
                                   evaluate=evaluate)
     assert torch.equal(out[1], d[1]) and not torch.equal(out[0], d[0])
     assert info.kept.tolist() == [True, False] and info.input_finite.tolist() == [True, True]
@@ -189,30 +189,30 @@ def test_nonfinite_correction_is_discarded_per_sample():
 @pytest.mark.parametrize("shape", [(2, 8, 16), (2, 4, 3, 6, 6)])
 def test_audio_and_video_shapes(shape):
     x, d = data(shape)
-    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.3, 0.6]), "flow"), core.DiffIERConfig(), seeded(2),
+    out, info = core.diffier_step(x, d, *scales(torch.tensor([0.3, 0.6]), "flow"), core.DiffIERSettings(), seeded(2),
                                   evaluate=lambda xp: xp * 0.5)
     assert out.shape == shape and torch.isfinite(out).all() and info.model_evals >= 1
 
 
 def test_disabled_config_is_identity():
     x, d = data()
-    out, info = core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERConfig(eta=0.0), seeded(2))
+    out, info = core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERSettings(eta=0.0), seeded(2))
     assert out is d and info.model_evals == 0
 
 
 def test_bad_shapes_and_missing_evaluator():
     x, d = data()
     with pytest.raises(core.DiffIERParameterError, match="denoised"):
-        core.diffier_step(x, d[:1], *scales(torch.tensor(0.5), "eps"), core.DiffIERConfig(), seeded(2))
+        core.diffier_step(x, d[:1], *scales(torch.tensor(0.5), "eps"), core.DiffIERSettings(), seeded(2))
     with pytest.raises(core.DiffIERParameterError, match="signal_scale"):
-        core.diffier_step(x, d, *scales(torch.ones(3), "eps"), core.DiffIERConfig(), seeded(2))
+        core.diffier_step(x, d, *scales(torch.ones(3), "eps"), core.DiffIERSettings(), seeded(2))
     with pytest.raises(core.DiffIERParameterError, match="evaluate"):
-        core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERConfig(), seeded(2))
+        core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERSettings(), seeded(2))
 
 
 def test_info_resolves_to_python_numbers():
     x, d = data()
-    _, info = core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERConfig(mode="paper"), seeded(2))
+    _, info = core.diffier_step(x, d, *scales(torch.tensor(0.5), "eps"), core.DiffIERSettings(mode="paper"), seeded(2))
     r = info.resolve()
     assert r["mode"] == "paper" and r["model_evals"] == 0
     assert all(isinstance(v, int) for v in r["iterations"]) and len(r["loss_initial"]) == 2
@@ -222,7 +222,8 @@ def test_resolve_steps_matches_resolve_and_adds_sigma():
     x, d = data()
     infos, sigmas = [], []
     for s in (0.9, 0.4):
-        _, info = core.diffier_step(x, d, *scales(torch.tensor(s), "eps"), core.DiffIERConfig(mode="paper"), seeded(2))
+        paper = core.DiffIERSettings(mode="paper")
+        _, info = core.diffier_step(x, d, *scales(torch.tensor(s), "eps"), paper, seeded(2))
         infos.append(info)
         sigmas.append(torch.tensor([s, s]))
     with SyncCounter() as c:
@@ -291,7 +292,7 @@ def test_a_sample_without_noise_passes_through_and_is_flagged(mode):
     x, d = data((2, 2, 4, 4))
     a, b = torch.tensor([1.0, 0.6]), torch.tensor([0.0, 0.4])
     target = torch.zeros_like(d)
-    config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=3)
+    config = core.DiffIERSettings(mode=mode, threshold=0.0, max_iters=3)
     out, info = core.diffier_step(x, d, a, b, config, core.PerSampleNoise([7, 8]), evaluate=lambda xp: target)
     assert torch.equal(out[0], d[0]) and not torch.equal(out[1], d[1]) and torch.isfinite(out).all()
     assert info.noised.tolist() == [False, True] and info.kept.tolist() == [False, True]
@@ -306,5 +307,5 @@ def test_a_sample_without_noise_passes_through_and_is_flagged(mode):
 def test_bad_scale_shapes_name_the_parameter():
     x, d = data()
     with pytest.raises(core.DiffIERParameterError, match="noise_scale"):
-        core.diffier_step(x, d, torch.ones(2), torch.ones(3), core.DiffIERConfig(), seeded(2),
+        core.diffier_step(x, d, torch.ones(2), torch.ones(3), core.DiffIERSettings(), seeded(2),
                           evaluate=lambda xp: d)

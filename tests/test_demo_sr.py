@@ -91,9 +91,10 @@ def test_shapes_and_conditioning(run_node, sr_models, dataset, hr, lr):
     assert decoded.shape == (3, hr, hr, 3)
 
 
-def test_condition_rejects_non_sr_model(run_node):
+def test_condition_rejects_non_sr_model(run_node, pack_module):
     (digits,) = run_node("DiffIERDemoModelLoader", model_name="digits_diffusion.safetensors")
-    with pytest.raises(Exception, match="not an SR demo model"):
+    with pytest.raises(pack_module.diffier_core.DiffIERParameterError,
+                       match="'model' must be an SR demo model .* for DiffIER Demo SR Condition; got 'the digits demo"):
         run_node("DiffIERDemoSRCondition", model=digits, image=torch.rand(1, 16, 16, 3))
 
 

@@ -168,6 +168,6 @@ def test_huge_latent_working_set_is_linear(pack_module):
         d = torch.randn(1, 4, hw, hw)
         with import_benchmarks("instruments").PeakMemory() as m:
             core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"),
-                              core.DiffIERConfig(threshold=0.0), core.PerSampleNoise([0]), evaluate=lambda xp, d=d: d)
+                              core.DiffIERSettings(threshold=0.0), core.PerSampleNoise([0]), evaluate=lambda xp, d=d: d)
         per_element.append(m.peak_bytes / x.numel())
     assert per_element[1] <= 16.5 and abs(per_element[0] - per_element[1]) < 0.5   # ≤ 4 float32 latents

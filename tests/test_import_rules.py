@@ -124,7 +124,7 @@ def test_every_product_folder_is_a_known_room():
     ("nodes/x.py", "import benchmarks.tuning\n", "never the tooling"),
     ("nodes/x.py", "from comfy_api.latest import io\n", "import ComfyUI"),
     ("nodes/x.py", "import nodes\n", "import ComfyUI"),
-    ("nodes/x.py", "from diffier_core import DiffIERConfig\n", "only relatively"),
+    ("nodes/x.py", "from diffier_core import DiffIERSettings\n", "only relatively"),
     ("demo/x.py", "from ..nodes.common import diffier_inputs\n", "demo may import only"),
     ("demo/x.py", "from ...outside import y\n", "may import only"),
     ("__init__.py", "from .benchmarks import tuned\n", "__init__ may import only nodes, demo"),
@@ -141,8 +141,8 @@ def test_a_broken_rule_is_reported(rel, source, expected):
 
 
 @pytest.mark.parametrize(("rel", "source"), [
-    ("diffier_core/x.py", "import torch\nfrom .config import DiffIERConfig\nfrom . import presets\n"),
-    ("nodes/x.py", "from ..diffier_core import DiffIERConfig\nfrom .comfy_adapter import io\n"),
+    ("diffier_core/x.py", "import torch\nfrom .config import DiffIERSettings\nfrom . import presets\n"),
+    ("nodes/x.py", "from ..diffier_core import DiffIERSettings\nfrom .comfy_adapter import io\n"),
     ("demo/x.py", "from ..nodes.comfy_adapter import io\nfrom ..nodes import comfy_adapter\nfrom .models import a\n"),
     ("demo/models.py", "import comfy.model_base\n"),
     ("training/loop.py", "def f():\n    from scripts import comfy_inprocess\n"),

@@ -32,7 +32,7 @@ def test_working_set_at_most_four_latents(mode, dtype, batch):
     latent_fp32 = 4 * batch * 4 * 48 * 48
     x, d = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
     target = torch.randn(shape).to(dtype)
-    config = core.DiffIERConfig(mode=mode, threshold=0.0, max_iters=8)
+    config = core.DiffIERSettings(mode=mode, threshold=0.0, max_iters=8)
     with PeakMemory() as m:
         out, _ = core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"), config,
                                    core.PerSampleNoise(list(range(batch))), evaluate=lambda xp: target)

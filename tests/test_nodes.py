@@ -293,7 +293,7 @@ def test_paper_sum_reduction_wipes_the_prediction_in_comfyui(run_node, pack_modu
     plain, _ = ksampler(run_node, tm, steps=4)
     results = {}
     for reduction in ("mean", "sum"):
-        config = core.DiffIERConfig(mode="paper", reduction=reduction, threshold=0.0, max_iters=10)
+        config = core.DiffIERSettings(mode="paper", reduction=reduction, threshold=0.0, max_iters=10)
         model = patch_mod.DiffIERPatch(config).apply(tm.patcher)
         results[reduction], _ = ksampler(run_node, tm, model=model, steps=4)
     dev = {r: ((v - plain).norm() / plain.norm()).item() for r, v in results.items()}

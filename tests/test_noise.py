@@ -4,6 +4,7 @@ Bit-identical claims compare draws of the same generator algorithm on the same p
 process (a sample alone and in a batch): they hold on any CPU, as same-machine claims.
 """
 
+import pytest
 import torch
 from pack_loader import import_core
 
@@ -39,3 +40,8 @@ def test_extra_samples_get_derived_seeds():
     noise = core.PerSampleNoise([5])
     out = noise(torch.zeros(2, 3))
     assert out.shape == (2, 3) and not torch.equal(out[0], out[1])
+
+
+def test_no_seed_is_an_error_naming_seeds():
+    with pytest.raises(core.DiffIERParameterError, match="'seeds' must be at least one seed"):
+        core.PerSampleNoise([])

@@ -1,10 +1,10 @@
-"""Issue 15: the ``preset`` input of the three DiffIER nodes.
+"""The ``preset`` input of the three DiffIER nodes.
 
 * each preset's model evaluations, counted row by row through ComfyUI's real sampler (an ``APPLY_MODEL`` wrapper,
   as benchmarks/harness.py counts), on all three routes, against the bound the preset promises;
 * a workflow without ``preset`` gives the image that ``preset = quality`` and ``preset = custom`` give, and the
-  image of the code path the nodes ran before the input existed (``DiffIERPatch(build_config(...), start, end)``),
-  bit for bit: the same kernels on the same shapes in one process (a same-machine claim, as in tests/test_nodes.py);
+  image of its explicit inputs as settings applied directly (``DiffIERPatch(DiffIERSettings(...))``), bit for bit:
+  the same kernels on the same shapes in one process (a same-machine claim, as in tests/test_nodes.py);
 * a bad preset is an error naming ``preset`` (at queue time through ComfyUI's own validation, and when the node runs);
 * on a real server, an old API prompt (no ``preset``, no ``at_cfg_1``) queues, runs and equals ``preset = quality``
   and ``at_cfg_1 = skip``; a bad preset or ``at_cfg_1`` is a 400 naming the input;
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -154,10 +155,9 @@ def test_without_preset_the_image_is_bit_identical_to_quality_and_to_before(pack
     tm = tiny()
     nodes = pack_module.nodes
     inputs = {**DIFFIER, "inner_guidance": "cond"}
-    # before the input existed, every node ran exactly this (nodes/guider.py at the previous commit)
-    config = nodes.common.build_config(inputs["mode"], inputs["eta"], inputs["threshold"], inputs["max_iters"],
-                                       inputs["inner_guidance"])
-    before = sample(run_node, "KSampler", nodes.patch.DiffIERPatch(config, 0.0, 1.0).apply(tm.patcher), 5)
+    # the explicit inputs as settings, applied directly: what every node runs without the preset input
+    settings = pack_module.diffier_core.DiffIERSettings(**inputs)
+    before = sample(run_node, "KSampler", nodes.patch.DiffIERPatch(settings).apply(tm.patcher), 5)
     plain = sample(run_node, "KSampler", tm.patcher, 5)
     assert not torch.equal(before, plain)   # DiffIER did something
     for route in NODE_IDS:
@@ -214,13 +214,29 @@ def test_a_bad_preset_is_rejected_naming_the_input(comfy_nodes, comfy_loop, run_
 
 def test_resolve_preset_unit(pack_module):
     P = pack_module.diffier_core.presets
-    explicit = P.PresetSettings("paper", 0.1, 0.0, 7, 0.2, 0.8, "cfg")
+    explicit = pack_module.diffier_core.DiffIERSettings("paper", 0.1, 0.0, 7, 0.2, 0.8, "cfg")
     assert P.resolve_preset(None, explicit) is explicit
     assert P.resolve_preset("quality", explicit) is explicit and P.resolve_preset("custom", explicit) is explicit
     assert P.resolve_preset("fast", explicit) == P.CHEAP_PRESETS["fast"]
     for bad in ("Fast", "", 3):
         with pytest.raises(pack_module.diffier_core.DiffIERParameterError, match="'preset'"):
             P.resolve_preset(bad, explicit)
+
+
+def test_settings_for_builds_the_inputs_once_and_resolves_the_preset(pack_module):
+    """The node inputs become one ``DiffIERSettings``: validated under every preset, the absent optional inputs at
+    the core's defaults, a cheap preset's own settings with the node's ``at_cfg_1``."""
+    core = pack_module.diffier_core
+    P = core.presets
+    assert P.settings_for(**DIFFIER) == core.DiffIERSettings(**DIFFIER)
+    assert P.settings_for(**DIFFIER).inner_guidance == core.DEFAULTS.inner_guidance == "cond"
+    fast = P.settings_for(**DIFFIER, preset="fast", at_cfg_1="correct")
+    assert fast == dataclasses.replace(P.CHEAP_PRESETS["fast"], at_cfg_1="correct")
+    for preset in P.PRESETS:
+        with pytest.raises(core.DiffIERParameterError, match="'eta'"):
+            P.settings_for(**{**DIFFIER, "eta": 2.0}, preset=preset)
+    with pytest.raises(core.DiffIERParameterError, match="'preset'"):
+        P.settings_for(**DIFFIER, preset="turbo")
 
 
 # -- the presets come from the measured frontier --------------------------------------------------

@@ -126,8 +126,8 @@ def shallow_clone(monkeypatch):
 
 def _patch(pack_module, summaries: list, **window):
     core = pack_module.diffier_core
-    config = core.DiffIERConfig(mode="consistency", inner_guidance="cond")
-    return pack_module.nodes.patch.DiffIERPatch(config, on_run_end=summaries.append, **window)
+    settings = core.DiffIERSettings(mode="consistency", inner_guidance="cond", **window)
+    return pack_module.nodes.patch.DiffIERPatch(settings, on_run_end=summaries.append)
 
 
 def _solo(pack_module, run_node, tm, seed: int, **window) -> tuple[torch.Tensor, dict]:

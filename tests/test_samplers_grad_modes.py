@@ -92,7 +92,7 @@ def _step(core, mode: str, x, d, evaluate, calls: list):
         calls.append(torch.is_grad_enabled())
         return evaluate(x_prime)
 
-    config = core.DiffIERConfig(mode=mode, max_iters=3, threshold=0.0)
+    config = core.DiffIERSettings(mode=mode, max_iters=3, threshold=0.0)
     return core.diffier_step(x, d, *core.convention_scales(torch.tensor([0.8, 1.3]), "eps"), config,
                              core.PerSampleNoise([3, 4]), evaluate=recorded if mode == "consistency" else None)
 

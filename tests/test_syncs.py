@@ -29,7 +29,7 @@ def test_sync_budget_per_step(mode, max_iters, expected):
     x = torch.randn(2, 4, 16, 16)
     d = torch.randn(2, 4, 16, 16)
     noise = core.PerSampleNoise([1, 2])
-    config = core.DiffIERConfig(mode=mode, max_iters=max_iters, threshold=0.0)
+    config = core.DiffIERSettings(mode=mode, max_iters=max_iters, threshold=0.0)
     with SyncCounter() as c:
         core.diffier_step(x, d, *core.convention_scales(torch.tensor([0.5, 0.5]), "eps"), config, noise,
                           evaluate=lambda xp: xp * 0.5)

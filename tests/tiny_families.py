@@ -596,12 +596,12 @@ def _families() -> list[Family]:
         Family("Hunyuan3Dv2", _hy3d(), (64, 16), _CTX),
         Family("Hunyuan3Dv2mini", _hy3d(), (64, 16), _CTX),
         # Its network splits every batch into an (uncond, cond) pair: it runs only where both branches are
-        # evaluated together (cfg > 1; DiffIER with inner_guidance=cfg). ComfyUI itself fails at cfg = 1.
+        # evaluated together (cfg > 1; DiffIER's adapter evaluates both for it). ComfyUI itself fails at cfg = 1.
         Family("Hunyuan3Dv2_1", {
             "image_model": "hunyuan3d2_1", "in_channels": 64, "hidden_size": 64, "context_dim": 32, "depth": 2,
             "num_heads": 2, "qk_norm": True, "qkv_bias": False, "num_moe_layers": 1, "guidance_cond_proj_dim": None,
             "num_experts": 2, "moe_top_k": 1, "mlp_ratio": 2.0,
-        }, (64, 16), _CTX, diffier={"inner_guidance": "cfg"},
+        }, (64, 16), _CTX,
             cfg_1="its network unpacks every batch as an (uncond, cond) pair; ComfyUI's own KSampler fails at cfg = 1"),
         # -- audio ---------------------------------------------------------------------------------------
         Family("StableAudio", STABLE_AUDIO_DIT, (64, 32), (7, 768), extras=_const(seconds_start=0.0, seconds_total=1.0),
