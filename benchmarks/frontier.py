@@ -1,4 +1,4 @@
-"""Issue 15: cheap DiffIER. Quality vs model evaluations per image, chosen on tuning seeds, reported on test seeds.
+"""Cheap DiffIER: quality vs model evaluations per image, chosen on tuning seeds, reported on test seeds.
 
 One command per testbed (from the repository root)::
 
@@ -9,7 +9,7 @@ One command per testbed (from the repository root)::
 
 Every point is one DiffIER setting (cond inner evaluation unless said otherwise) or plain CFG with more steps:
 
-* ``quality``: the node defaults (η 0.05, 4 iterations, every step): today's DiffIER, the reference gain;
+* ``quality``: the node defaults (η 0.05, 4 iterations, every step): full DiffIER, the reference gain;
 * fewer iterations (1 or 2) with a larger η; a window of steps (``start_percent``/``end_percent``); correcting only
   every k-th guided call (``stride``, :class:`nodes.patch.DiffIERPatch`); the guided (``cfg``) inner evaluation;
 * plain CFG with 1.2×, 1.5×, 2× and 3× the steps (the same evaluations spent on the sampler instead).

@@ -1,4 +1,4 @@
-"""What DiffIER costs beyond the model evaluations it needs (issue 5), measured side by side.
+"""What DiffIER costs beyond the model evaluations it needs, measured side by side.
 
     python -m benchmarks.overhead            # full run (SD 2.1 768² latent, full-size UNet), ~15 min on 2 CPU cores
     python -m benchmarks.overhead --quick    # small sizes for CI, ~1 min

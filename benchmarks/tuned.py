@@ -1,4 +1,4 @@
-"""Issue 14: every method tuned the same way, chosen on tuning seeds, reported on held-out test seeds.
+"""Every method tuned the same way, chosen on tuning seeds, reported on held-out test seeds.
 
 One command per testbed (from the repository root)::
 

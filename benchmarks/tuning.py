@@ -1,4 +1,4 @@
-"""The one tuning protocol and the one method/setting registry of the tuned benchmarks (issue 14).
+"""The one tuning protocol and the one method/setting registry of the tuned benchmarks.
 
 Every testbed (``python -m benchmarks.tuned --testbed known_score|digits|sr|sr_photos``) runs the same protocol:
 

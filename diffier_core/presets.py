@@ -11,7 +11,8 @@
 
 Plain CFG evaluates two model rows (cond + uncond) per guided call; DiffIER with ``inner_guidance = cond`` adds one
 row per inner iteration of every corrected call. A preset with ``max_iters = 1`` and ``stride = k`` therefore adds at
-most ``ceil(n / k)`` rows to plain CFG's ``2 n`` (n guided calls), whatever the model, sampler or schedule.
+most ``ceil(n / k)`` rows to plain CFG's ``2 n`` (n guided calls), whatever the sampler or schedule, on every model
+but those whose network evaluates cond and uncond as one pair (``Hunyuan3Dv2_1``: two rows per iteration).
 
 Pure Python: no torch, no ComfyUI.
 """

@@ -45,8 +45,8 @@ def diffier_inputs() -> list[io.Input]:
     """The DiffIER inputs, in order: mode, eta, threshold, max_iters, start_percent, end_percent, inner_guidance,
     preset, at_cfg_1.
 
-    ``inner_guidance``, ``preset`` and ``at_cfg_1`` are optional and last, so workflows saved before they existed (API
-    prompts without them, UI graphs whose positional ``widgets_values`` end earlier) load and run unchanged.
+    ``inner_guidance``, ``preset`` and ``at_cfg_1`` are optional and last, so workflows saved without them (API prompts
+    that leave them out, UI graphs whose positional ``widgets_values`` end earlier) load and run at their defaults.
     """
     return [
         io.Combo.Input("mode", options=list(MODES), default=DEFAULTS.mode, tooltip=TOOLTIPS["mode"]),

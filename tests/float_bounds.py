@@ -1,4 +1,4 @@
-"""Float tolerances that hold on any x86-64 or ARM CPU, derived from float32 resolution (issue 18).
+"""Float tolerances that hold on any x86-64 or ARM CPU, derived from float32 resolution.
 
 Which comparisons need one. IEEE-754 makes +, −, ×, ÷ and sqrt correctly rounded, so an element-wise
 float32 computation gives the same bits on every CPU, with two exceptions: a compiler or vector kernel

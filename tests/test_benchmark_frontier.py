@@ -1,4 +1,4 @@
-"""Issue 15: ``python -m benchmarks.frontier --testbed known_score --quick`` then ``--choose`` (CI smoke run).
+"""``python -m benchmarks.frontier --testbed known_score --quick`` then ``--choose`` (CI smoke run).
 
 The quick run (a minute on 2 CPU cores) must write a JSON document and a PNG in which: tuning and test seeds are
 disjoint; every point's evaluation ratio is the count its settings imply (plain CFG 2 rows per step, one cond row

@@ -1,4 +1,4 @@
-"""Issue 14: ``python -m benchmarks.tuned --testbed <bed> --quick`` (every method tuned, held-out test seeds).
+"""``python -m benchmarks.tuned --testbed <bed> --quick`` (every method tuned, held-out test seeds).
 
 Beds: ``known_score``, ``digits``, ``sr`` (digits ×4) and ``sr_photos`` (photo patches ×2).
 

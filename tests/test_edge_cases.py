@@ -1,4 +1,4 @@
-"""Issue 6, in-process part: bad input, faults and edge cases on the real ComfyUI sampling path.
+"""In process: bad input, faults and edge cases on the real ComfyUI sampling path.
 
 Float comparisons: ``torch.equal`` claims compare runs of the same arithmetic in this one process (reruns, or a
 DiffIER run whose every correction was discarded against plain CFG): same-machine claims that hold on any CPU.

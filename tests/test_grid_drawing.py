@@ -1,4 +1,4 @@
-"""diffier_drawing.grid_labels: labels around a stitched grid; the grid itself is copied unchanged.
+"""nodes/grid_drawing.py (what DiffIER Label Grid draws): labels around a stitched grid, the grid copied unchanged.
 
 Bit-identical claims are about copied pixels (exact by construction on any CPU).
 """

@@ -5,9 +5,9 @@ category, description, every input with all its options in order, every output),
 
 * ``schemas``: the nodes as they are now; the test asserts equality, so any change to an input is deliberate
   (regenerate the section with ``python tests/test_node_schemas.py``, which leaves ``saved_workflows`` alone);
-* ``saved_workflows``: the schema that saved workflows were made against (recorded from the pack at commit e42eed0,
-  never regenerated). Every input of it must still be there, with the same section, position, type and options
-  (tooltips aside, where a text was reworded on purpose, listed in ``REWORDED_TOOLTIPS``), and the only additions
+* ``saved_workflows``: the schema that saved workflows were made against (recorded once from the pack they were saved
+  with, never regenerated). Every input of it must still be there, with the same section, position, type and options
+  (tooltips aside, where a text differs on purpose, listed in ``REWORDED_TOOLTIPS``), and the only additions
   are optional inputs appended at the end (``ADDED``): an API prompt or a UI graph saved against it loads, and its
   positional ``widgets_values`` still line up.
 """
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.integration
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "diffier_node_schemas.json"
 NODE_IDS = ["DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider", "DiffIERLabelGrid"]
-#: optional inputs appended since the saved-workflow schema, per node, in order
+#: optional inputs appended after the saved-workflow schema's, per node, in order
 ADDED = {"DiffIERGuider": ["at_cfg_1"], "KSamplerDiffIER": ["at_cfg_1"], "DiffIERCFGGuider": ["at_cfg_1"],
          "DiffIERLabelGrid": []}
-#: inputs whose tooltip text was reworded on purpose since then (``cfg``: it names ``at_cfg_1 = correct``)
+#: inputs whose tooltip differs on purpose from the saved-workflow schema (``cfg``: it names ``at_cfg_1 = correct``)
 REWORDED_TOOLTIPS = {"KSamplerDiffIER": {"cfg"}, "DiffIERCFGGuider": {"cfg"}}
 
 

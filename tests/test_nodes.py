@@ -1,6 +1,6 @@
 """The three nodes inside a real, in-process ComfyUI: loader, sampling paths, model kinds, composability.
 
-Float comparisons (issue 18): a ``torch.equal`` claim here compares two runs that execute the same kernels on
+Float comparisons: a ``torch.equal`` claim here compares two runs that execute the same kernels on
 the same shapes in this one process (a rerun, another route into the same sampling code, DiffIER switched off):
 it holds on any CPU, as a same-machine claim (bits across machines are not claimed). Where the two sides compute
 differently (a batch of 2 vs a batch of 1), the tolerance is derived from float32 resolution and the latent's
@@ -335,7 +335,7 @@ def test_validation_messages_name_the_input(comfy_nodes, run_node):
 
 
 def test_an_out_of_range_value_is_reported_against_its_input_only(comfy_nodes, comfy_loop):
-    """ComfyUI's own schema check judges every numeric input, one error per bad input (issue 18).
+    """ComfyUI's own schema check judges every numeric input, one error per bad input.
 
     In 0.3.75 an input named as an argument of ``validate_inputs`` is not range-checked by ComfyUI and a
     failing ``validate_inputs`` is reported against all of its arguments, so these errors must come from

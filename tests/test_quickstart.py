@@ -1,4 +1,4 @@
-"""A newcomer's first minutes (issue 18): the set-up `make test` and `make serve` do, and the README's first
+"""A newcomer's first minutes: the set-up `make test` and `make serve` do, and the README's first
 example — queue a shipped demo workflow on a real ComfyUI server with one command and find its images.
 
 The server is ComfyUI 0.3.75 started exactly as ``make serve`` starts it (``scripts.comfyui_runtime --serve``,

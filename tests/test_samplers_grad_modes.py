@@ -1,4 +1,4 @@
-"""Every ComfyUI sampler with DiffIER on, in every grad mode a caller may sample in (issue 17).
+"""Every ComfyUI sampler with DiffIER on, in every grad mode a caller may sample in.
 
 The HTTP server samples under ``torch.inference_mode``; scripts, other custom nodes and in-process
 callers often do not, and some samplers (``uni_pc``, ``uni_pc_bh2``) are not wrapped in

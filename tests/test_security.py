@@ -1,4 +1,4 @@
-"""Issue 6, security: the pack executes no dynamic code, unpickles nothing, adds no HTTP routes or web files."""
+"""Security: the pack executes no dynamic code, unpickles nothing, adds no HTTP routes or web files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6 on a real ComfyUI server: bad API input, /interrupt, a shared MODEL, load and soak, restart.
+"""On a real ComfyUI server: bad API input, /interrupt, a shared MODEL, load and soak, restart.
 
 All traffic is to 127.0.0.1. The model is the pack's embedded digits demo (no download). The soak
 figures are written to ``tests/artifacts/soak.json`` (quoted in docs/RELIABILITY.md).
@@ -80,7 +80,7 @@ COMBOS = {"sampler_name", "scheduler", "mode"}
 
 @pytest.mark.parametrize("name, value", BAD_INPUTS, ids=[f"{n}={v!r}" for n, v in BAD_INPUTS])
 def test_bad_input_is_a_validation_error_naming_the_input(server, name, value):
-    """Rejected at queue time; a non-combo input's error is attached to that input alone (issue 18)."""
+    """Rejected at queue time; a non-combo input's error is attached to that input alone."""
     prompt = digits_prompt()
     prompt["5"]["inputs"][name] = value
     with pytest.raises(PromptRejected) as info:

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.sweep`` against real ComfyUI servers (issue 16).
+"""``python -m benchmarks.sweep`` against real ComfyUI servers.
 
 Two servers with the pack (and a third without it) on their own ports; the workflow is the shipped
 ``workflows/demo_digits_api.json`` (the embedded digits model, no download), made small (batch 1, few

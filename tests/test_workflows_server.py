@@ -199,7 +199,7 @@ def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server)
     (gd,) = nodes_of(guider_wf, "DiffIERGuider")
     # The nodes' validate_inputs judges only V3 combos (which ComfyUI 0.3.75 does not check): those errors arrive
     # as custom_validation_failed with DiffIER's message naming the input. ComfyUI's own min/max and type checks
-    # answer for every other input, each error attached to the one input it belongs to (issue 18).
+    # answer for every other input, each error attached to the one input it belongs to.
     custom = "custom_validation_failed"
     cases = [  # (prompt, node, accepted error types, text the error must contain)
         (_bad(good, ks, eta=2.0), ks, {"value_bigger_than_max"}, "eta"),
