@@ -26,7 +26,7 @@ log = logging.getLogger("DiffIER")
 WRAPPER_KEY = "diffier"
 
 
-#: Why a guided step was left unchanged, as counted per run: the config turns DiffIER off (``disabled``), cfg = 1
+#: Why a guided step was left unchanged, as counted per run: the settings turn DiffIER off (``disabled``), cfg = 1
 #: with ``at_cfg_1 = skip`` (``cfg_1``), no noise at any σ of the schedule (``no_noise``: noise scale b = 0), the
 #: step's σ outside [start_percent, end_percent] (``outside_window``).
 SKIP_REASONS = ("disabled", "cfg_1", "no_noise", "outside_window")
