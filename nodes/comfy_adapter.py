@@ -379,7 +379,7 @@ def guided_step(args: Mapping[str, Any], key: str, open_run: Callable[[Any, torc
         open_run: ``open_run(model_sampling, sigma)`` → a run, for sampling that did not go through ComfyUI's
             outer-sample wrapper (called where no run is stored).
     """
-    absent = [key for key in POST_CFG_KEYS if key not in args]
+    absent = [name for name in POST_CFG_KEYS if name not in args]
     if absent:
         raise ComfyUIMismatchError(HOOK, [f"comfy.samplers.cfg_function no longer passes {absent} to post-CFG "
                                           "functions"])
