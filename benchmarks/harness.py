@@ -4,7 +4,8 @@ Every method is a chain of real ComfyUI MODEL-patch nodes (ComfyUI's RescaleCFG,
 this pack's DiffIERGuider) or, for core-only DiffIER options that the UI does not expose, this
 pack's ``DiffIERPatch`` applied the same way the node applies it. Sampling goes through ComfyUI's
 KSampler node. Instrumentation uses only list hooks: an ``APPLY_MODEL`` wrapper counts model rows
-(evaluations per sample) and a final post-CFG hook records each step's (σ, x, guided x̂₀).
+(evaluations per sample) and its own invocations (sequential model calls: each call carries every image of
+the batch, so a GPU at batch 1 pays for each), and a final post-CFG hook records each step's (σ, x, guided x̂₀).
 
 Usage::
 
@@ -12,7 +13,7 @@ Usage::
     h = Harness()                             # boots ComfyUI in-process, loads the pack
     m = Method("diffier", (("DiffIERGuider", {...}),))
     result = h.sample(model, m, positive=..., negative=..., latent=..., seed=0, steps=20, cfg=5.0)
-    result.samples, result.evals_per_sample, result.trajectory, result.diffier
+    result.samples, result.evals_per_sample, result.calls, result.trajectory, result.diffier
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class SampleResult:
     samples: torch.Tensor
     evals_per_sample: float          # model rows evaluated / batch (cond and uncond count one each)
     wall_s: float
+    calls: int                       # sequential model calls (APPLY_MODEL wrapper invocations) of the run
+    cpu_s: float                     # CPU time of this process during the run
     trajectory: list[dict[str, torch.Tensor | float]]   # per model call: sigma, x, denoised (guided, final)
     diffier: list[dict[str, Any]]    # DiffIER run summaries (core-only methods)
 
@@ -118,11 +121,12 @@ class Harness:
 
         diffier: list[dict[str, Any]] = []
         m = self.patch(model, method, on_run_end=diffier.append).clone()
-        rows = [0]
+        rows, calls = [0], [0]
         trajectory: list[dict[str, Any]] = []
 
         def count_rows(executor, x, t, *args, **kwargs):
             rows[0] += x.shape[0]
+            calls[0] += 1
             return executor(x, t, *args, **kwargs)
 
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "diffier-bench-count", count_rows)
@@ -132,13 +136,18 @@ class Harness:
                                    "denoised": args["denoised"].detach().cpu()})
                 return args["denoised"]
             m.set_model_sampler_post_cfg_function(recorder)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # no autograd graph, as under ComfyUI's executor: a node whose output required grad (a chain of patches
         # seen on the SR photo model) would otherwise keep every activation of the run alive in the results
         with torch.no_grad():
             (out,) = self.run_node("KSampler", model=m, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                                    scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
                                    denoise=denoise)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         batch = latent["samples"].shape[0]
-        return SampleResult(out["samples"], rows[0] / batch, wall, trajectory, diffier)
+        return SampleResult(out["samples"], rows[0] / batch, wall, calls[0], cpu, trajectory, diffier)
+
+    def node_inputs(self, node_id: str) -> set[str]:
+        """The input names (required and optional) of a registered node."""
+        info = self.nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()["input"]
+        return {name for section in ("required", "optional") for name in info.get(section, {})}

@@ -5,9 +5,9 @@
   without the input, or with ``preset = quality``, gives the image of full DiffIER at those inputs. ``custom`` says
   "I set the inputs myself"; it behaves exactly as ``quality``.
 * ``balanced`` (at most 1.5× plain CFG's model evaluations) and ``fast`` (at most 1.2×): fixed settings measured
-  on the frontier (``python -m benchmarks.frontier``, docs/results/frontier_*.json); they *replace every other
-  DiffIER input* but ``at_cfg_1`` (which says when DiffIER runs, not how), so the cost bound holds whatever the
-  widgets say.
+  on the cost frontier (docs/results/archive/frontier_*.json, made by the archived ``benchmarks/frontier.py``); they
+  *replace every other DiffIER input* but ``at_cfg_1`` (which says when DiffIER runs, not how), so the cost bound
+  holds whatever the widgets say.
 
 Plain CFG evaluates two model rows (cond + uncond) per guided call; DiffIER with ``inner_guidance = cond`` adds one
 row per inner iteration of every corrected call. A preset with ``max_iters = 1`` and ``stride = k`` therefore adds at
@@ -52,15 +52,15 @@ class DiffIERInputs(TypedDict, total=False):
     at_cfg_1: str
 
 
-#: the cheap presets: the frontier points chosen on the tuning seeds (docs/results/frontier_presets.json)
+#: the cheap presets: the frontier points chosen on the tuning seeds (docs/results/archive/frontier_presets.json)
 CHEAP_PRESETS: dict[str, DiffIERSettings] = {
     "balanced": DiffIERSettings("consistency", 0.45, 1e-3, 1, 0.0, 1.0, "cond", stride=1),
     "fast": DiffIERSettings("consistency", 0.45, 1e-3, 1, 0.0, 0.6, "cond", stride=2),
 }
 
-#: what the presets measured on the test seeds (docs/results/frontier_presets.json; tests/test_presets.py keeps the
-#: two in step): evaluations and wall time per image relative to plain CFG at the same steps, and the share of the
-#: quality preset's gain over plain CFG kept (above 1: more gain than quality), per testbed
+#: what the presets measured on the test seeds (docs/results/archive/frontier_presets.json; tests/test_presets.py
+#: keeps the two in step): evaluations and wall time per image relative to plain CFG at the same steps, and the share
+#: of the quality preset's gain over plain CFG kept (above 1: more gain than quality), per testbed
 MEASURED: dict[str, dict[str, dict[str, float]]] = {
     "balanced": {"evals_ratio": {"known_score": 1.5, "digits": 1.5},
                  "wall_time_ratio": {"known_score": 1.028, "digits": 1.513},

@@ -8,8 +8,9 @@
 * a bad preset is an error naming ``preset`` (at queue time through ComfyUI's own validation, and when the node runs);
 * on a real server, an old API prompt (no ``preset``, no ``at_cfg_1``) queues, runs and equals ``preset = quality``
   and ``at_cfg_1 = skip``; a bad preset or ``at_cfg_1`` is a 400 naming the input;
-* the shipped presets, their tooltip and the README agree with docs/results/frontier_presets.json, which the frontier
-  benchmark wrote (so the presets' settings and numbers come from the measured frontier).
+* the shipped presets, their tooltip and the README agree with docs/results/archive/frontier_presets.json, which the
+  cost-frontier benchmark wrote (archived with its code at the commit that made it; the presets' settings and numbers
+  come from that measured frontier until the evidence protocol's confirmatory run decides them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ("DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider")
 DIFFIER = {"mode": "consistency", "eta": 0.05, "threshold": 1e-3, "max_iters": 4, "start_percent": 0.0,
            "end_percent": 1.0}
-PRESETS_JSON = REPO / "docs" / "results" / "frontier_presets.json"
+PRESETS_JSON = REPO / "docs" / "results" / "archive" / "frontier_presets.json"
 
 
 @functools.cache
@@ -246,7 +247,7 @@ def test_presets_and_tooltip_match_the_measured_frontier(pack_module, comfy_node
     assert sorted(chosen["testbeds"]) == ["digits", "known_score"]
     tooltip = comfy_nodes.NODE_CLASS_MAPPINGS["DiffIERGuider"].GET_NODE_INFO_V1()["input"]["optional"]["preset"][1][
         "tooltip"]
-    docs = {tb: json.loads((REPO / "docs" / "results" / f"frontier_{tb}.json").read_text())
+    docs = {tb: json.loads((REPO / "docs" / "results" / "archive" / f"frontier_{tb}.json").read_text())
             for tb in chosen["testbeds"]}
     for name, settings in P.CHEAP_PRESETS.items():
         c = chosen["presets"][name]

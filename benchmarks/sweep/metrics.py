@@ -14,7 +14,8 @@ Across images:
   2004, Gaussian window σ = 1.5 of width 11, K1 = 0.01, K2 = 0.03, per channel then averaged; the same
   definition as ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1)``).
-* :func:`frechet_distance` of :func:`features`: a *pixel-statistics* Fréchet distance, not Inception FID:
+* :func:`frechet_distance` of :func:`features`: the repository's one Fréchet distance (``benchmarks/metrics.py``)
+  of *pixel statistics*, not Inception FID:
   each image becomes its 4×4 area-downsampled RGB thumbnail (48 numbers in [0, 1]); only comparable
   between methods of the same sweep, and only computed with at least :data:`FD_MIN_IMAGES` images a side.
 """
@@ -26,6 +27,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from ..metrics import frechet_distance
+
+__all__ = ["FD_MIN_IMAGES", "to_float", "clipped_fraction", "mean_saturation", "downsample", "diversity", "psnr",
+           "ssim", "features", "frechet_distance", "image_metrics"]
 
 FD_MIN_IMAGES = 8
 FEATURE_SIDE = 4
@@ -135,30 +141,6 @@ def ssim(image: np.ndarray, reference: np.ndarray) -> float:
 def features(image: np.ndarray) -> np.ndarray:
     """The FD feature vector: the 4×4 area-downsampled RGB thumbnail, flattened (48 values)."""
     return downsample(image, FEATURE_SIDE).reshape(-1)
-
-
-def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh((m + m.T) / 2)
-    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples).
-
-    ``‖μa − μb‖² + tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½)``, with population covariances.
-
-    Args:
-        a, b: ``N×D`` and ``M×D`` feature arrays, N, M ≥ 2.
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
-        raise ValueError(f"frechet_distance: need two N×D arrays with N ≥ 2, got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False, bias=True), np.cov(b, rowvar=False, bias=True)
-    root_a = _sqrtm_psd(cov_a)
-    cross = _sqrtm_psd(root_a @ cov_b @ root_a)
-    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(cross))
-    return max(value, 0.0)
 
 
 def image_metrics(image: np.ndarray) -> dict[str, float]:

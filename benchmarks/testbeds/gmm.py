@@ -108,16 +108,23 @@ class GMM:
         """``∇ₓ log q_σ(x | row) = −ε*/σ = (D* − x)/σ²``, ``[N, D]``."""
         return (self.denoise_rows(x, sigma, rows) - x) / sigma.reshape(-1, 1).square()
 
-    def classify(self, x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
-        """Bayes classifier ``argmax_c q_σ(x | c) p(c)`` under this mixture (uniform or given class prior)."""
+    def class_log_posterior(self, x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+        """``log p(c | x) = log q_σ(x | c) p(c) − log Σ_c' q_σ(x | c') p(c')`` under this mixture, ``[N, K]``."""
         sig = torch.full((x.shape[0],), float(sigma), dtype=x.dtype)
         loglik, _ = self._component_loglik(x, sig)                                         # [N, C]
         cw = self.class_weights[: self.num_classes]                                        # [K, C]
         prior = self.class_weights[self.uncond_row]
         # p(c) = Σ_k over class c of the unconditional weights
         class_prior = torch.stack([prior[self.comp_class == c].sum() for c in range(self.num_classes)])
-        joint = torch.logsumexp(loglik.unsqueeze(1) + cw.clamp_min(1e-30).log().unsqueeze(0), dim=2)
-        return (joint + class_prior.clamp_min(1e-30).log()).argmax(dim=1)
+        # exact zeros (not a floor such as 1e-30, which would cap the log-odds at about 69)
+        log_cw = torch.where(cw > 0, cw.log(), torch.full_like(cw, -math.inf)).to(loglik.dtype)
+        joint = torch.logsumexp(loglik.unsqueeze(1) + log_cw.unsqueeze(0), dim=2)
+        joint = joint + class_prior.log().to(loglik.dtype)
+        return joint - torch.logsumexp(joint, dim=1, keepdim=True)
+
+    def classify(self, x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+        """Bayes classifier ``argmax_c q_σ(x | c) p(c)`` under this mixture (uniform or given class prior)."""
+        return self.class_log_posterior(x, sigma).argmax(dim=1)
 
     # -- imperfect copies --------------------------------------------------------------------------
     def blurred(self, *, var_scale: float = 1.0, var_add: float = 0.0, mean_shrink: float = 0.0,

@@ -9,6 +9,10 @@
   photos.
 
 LR images are made from HR by ``demo/degrade.sr_degrade`` (Gaussian blur, then area downsampling).
+
+For the benchmarks, :data:`HELD_OUT_PHOTOS` names every natural photo that ships inside an installed package and is
+not in :data:`TRAIN_PHOTOS` (scikit-image, scikit-learn and matplotlib sample data; no download), and
+:func:`photo_tiles` cuts fixed, non-overlapping, non-flat patches from any of them.
 """
 
 from __future__ import annotations
@@ -27,18 +31,67 @@ PHOTO_PATCH = 32
 PHOTO_RESCALE = 0.5
 MIN_PATCH_STD = 0.06   # test patches flatter than this (sky, background) are skipped
 
-__all__ = ["TRAIN_PHOTOS", "TEST_PHOTOS", "PHOTO_PATCH", "load_photo", "train_photos", "PatchSampler",
-           "test_photo_patches", "digits_split"]
+#: every natural photo shipped inside an installed package that the photo model never saw in training, and where it
+#: comes from: ``skimage`` (``skimage.data.<name>()``), ``skimage_stereo`` (the left view of
+#: ``skimage.data.stereo_motorcycle()``; the right view shows the same scene and is left out), ``sklearn``
+#: (``sklearn.datasets.load_sample_image``) and ``matplotlib`` (``matplotlib.cbook.get_sample_data``). Left out as
+#: not natural photos or too small for a 32×32 patch after halving: skimage's ``cell``, ``microaneurysms``,
+#: ``lfw_subset`` (25×25 faces), ``color``, ``logo`` and the synthetic images; matplotlib's rendered images.
+HELD_OUT_PHOTOS: dict[str, tuple[str, str]] = {
+    "camera": ("skimage", "camera"), "astronaut": ("skimage", "astronaut"), "coffee": ("skimage", "coffee"),
+    "motorcycle": ("skimage_stereo", "stereo_motorcycle"), "china": ("sklearn", "china.jpg"),
+    "flower": ("sklearn", "flower.jpg"), "grace_hopper": ("matplotlib", "grace_hopper.jpg"),
+}
+
+__all__ = ["TRAIN_PHOTOS", "TEST_PHOTOS", "HELD_OUT_PHOTOS", "PHOTO_PATCH", "load_photo", "load_held_out_photo",
+           "train_photos", "PatchSampler", "test_photo_patches", "photo_tiles", "digits_split"]
 
 
 @functools.cache
 def load_photo(name: str) -> torch.Tensor:
     """``skimage.data.<name>()`` as grey ``[H, W]`` float32 in [0, 1], rescaled by :data:`PHOTO_RESCALE`."""
-    import skimage.color
     import skimage.data
+
+    return _grey_halved(np.asarray(getattr(skimage.data, name)()))
+
+
+def _read_photo(source: str, name: str) -> np.ndarray:
+    """The raw pixels of a held-out photo from the package that ships it."""
+    if source == "skimage":
+        import skimage.data
+
+        return np.asarray(getattr(skimage.data, name)())
+    if source == "skimage_stereo":
+        import skimage.data
+
+        return np.asarray(skimage.data.stereo_motorcycle()[0])
+    if source == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return np.asarray(load_sample_image(name))
+    if source == "matplotlib":
+        import matplotlib.cbook
+        import matplotlib.image
+
+        with matplotlib.cbook.get_sample_data(name) as f:
+            return np.asarray(matplotlib.image.imread(f, format=name.rsplit(".", 1)[-1]))
+    raise ValueError(f"unknown photo source {source!r}")
+
+
+@functools.cache
+def load_held_out_photo(name: str) -> torch.Tensor:
+    """A photo of :data:`HELD_OUT_PHOTOS` as grey ``[H, W]`` float32 in [0, 1], rescaled by :data:`PHOTO_RESCALE`
+    (the preprocessing of :func:`load_photo`)."""
+    if name not in HELD_OUT_PHOTOS:
+        raise ValueError(f"photo must be one of {sorted(HELD_OUT_PHOTOS)}, got {name!r}")
+    return _grey_halved(_read_photo(*HELD_OUT_PHOTOS[name]))
+
+
+def _grey_halved(img: np.ndarray) -> torch.Tensor:
+    """Pixels (bool, uint8 or float, grey or RGB[A]) → grey ``[H, W]`` float32 in [0, 1], halved (anti-aliased)."""
+    import skimage.color
     import skimage.transform
 
-    img = np.asarray(getattr(skimage.data, name)())
     if img.dtype == bool:
         img = img.astype(np.float32)
     elif img.dtype == np.uint8:
@@ -94,6 +147,26 @@ def test_photo_patches(n: int, seed: int = 0, patch: int = PHOTO_PATCH) -> tuple
         patches.append(p)
         names.append(name)
     return torch.stack(patches).unsqueeze(1), names
+
+
+def photo_tiles(name: str, n: int | None, seed: int, patch: int = PHOTO_PATCH) -> torch.Tensor:
+    """``n`` HR patches ``[n, 1, P, P]`` of the held-out photo ``name``: non-flat tiles of a grid of non-overlapping
+    ``P × P`` tiles (offset and choice drawn with generator ``seed``; ``n = None``: every non-flat tile).
+
+    Raises:
+        ValueError: the photo has fewer than ``n`` non-flat tiles.
+    """
+    img = load_held_out_photo(name)
+    g = torch.Generator().manual_seed(seed)
+    oy, ox = (int(torch.randint(0, (size % patch) + 1, (1,), generator=g)) for size in img.shape)
+    tiles = [img[y:y + patch, x:x + patch] for y in range(oy, img.shape[0] - patch + 1, patch)
+             for x in range(ox, img.shape[1] - patch + 1, patch)]
+    flat_enough = [t for t in tiles if float(t.std()) >= MIN_PATCH_STD]
+    n = len(flat_enough) if n is None else n
+    if len(flat_enough) < n:
+        raise ValueError(f"photo {name!r} has {len(flat_enough)} non-flat {patch}×{patch} tiles, {n} asked")
+    order = torch.randperm(len(flat_enough), generator=g)[:n].tolist()
+    return torch.stack([flat_enough[i] for i in order]).unsqueeze(1)
 
 
 def digits_split() -> dict[str, torch.Tensor]:
