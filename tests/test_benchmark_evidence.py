@@ -69,14 +69,19 @@ def test_grid_configurations_seeds_and_budget():
 
 
 def test_best_quality_at_a_level():
+    """The best quality with at least the level's adherence: points beyond it and the crossings of the level."""
     protocol = _bench("evidence.protocol")
     adherence, quality = [0.0, 1.0, 2.0, 1.5], [10.0, 8.0, 12.0, 4.0]
-    assert protocol.best_quality_at(adherence, quality, 0.5, True) == pytest.approx(9.0)
-    # 1.75 lies on the segment (1 → 2), quality 11, and on the returning segment (2 → 1.5), quality 8: the best
+    # at 0.5: the crossing of (0 → 1), 9, and every later point; the best lower value is the last point's 4
+    assert protocol.best_quality_at(adherence, quality, 0.5, True) == pytest.approx(4.0)
+    assert protocol.best_quality_at(adherence, quality, 0.5, False) == pytest.approx(12.0)
+    # at 1.75: the crossings of (1 → 2), 11, and of (2 → 1.5), 8, and the point at 2, 12
     assert protocol.best_quality_at(adherence, quality, 1.75, True) == pytest.approx(8.0)
-    assert protocol.best_quality_at(adherence, quality, 1.75, False) == pytest.approx(11.0)
+    assert protocol.best_quality_at(adherence, quality, 1.75, False) == pytest.approx(12.0)
     assert protocol.best_quality_at(adherence, quality, 2.5, True) is None
-    assert protocol.best_quality_at([0.0, float("nan"), 2.0], [1.0, 1.0, 1.0], 1.0, True) is None
+    # a curve more adherent everywhere reaches every lower level with its best quality
+    assert protocol.best_quality_at([5.0, 6.0], [3.0, 1.0], 2.0, True) == pytest.approx(1.0)
+    assert protocol.best_quality_at([0.0, float("nan"), 2.0], [1.0, 1.0, 3.0], 1.0, True) == pytest.approx(3.0)
 
 
 def _curve(protocol, adherence, quality, evals=20.0, calls=1.0):
@@ -99,7 +104,7 @@ def test_selection_penalty_and_tie_to_the_cheaper_setting():
     assert protocol.choose(curves, cfg, lower_is_better=True, candidates=["good"]).label == "good"
     high = protocol.choose({k: _curve(protocol, c.adherence, [-q for q in c.quality]) for k, c in curves.items()},
                            _curve(protocol, cfg.adherence, [-q for q in cfg.quality]), lower_is_better=False)
-    assert high.label == "good"                           # equal evaluations now: the grid order breaks the tie
+    assert high.label == "good"                           # equal evaluations now: the better score breaks the tie
     capped = _curve(protocol, [0, 1], [0, 0], evals=60.0)
     assert protocol.is_capped(capped, 20) and not protocol.is_capped(_curve(protocol, [0, 1], [0, 0], 61.0), 20)
     steps = protocol.equal_cost_steps(_curve(protocol, [0, 1], [0, 0], evals=60.0), _curve(protocol, [0, 1], [0, 0],
@@ -165,6 +170,56 @@ def test_frontier_paired_verdicts():
     assert pair.unreached_by == "short" and pair.difference is None
     assert frontier.verdict(1.0, 0.5, 1.5, 1.0, lower=True) == "worse"
     assert frontier.verdict(1.0, 0.5, 1.5, 0.5, lower=True) == "undetermined"
+
+
+def test_claims_decide_per_group_on_their_configurations():
+    from types import SimpleNamespace as NS
+
+    claims = _bench("evidence.claims")
+    frontier = _bench("evidence.frontier")
+
+    def pair(line, ref, verdict):
+        return frontier.PairDifference(line, ref, 2.0, 1.0, None, None, None, 1.0, verdict, None)
+
+    def config(name, verdicts, evals=(60.0, 40.0)):
+        lines = [NS(name="diffier", evals_per_sample=evals[0]), NS(name="cfg", evals_per_sample=evals[1])]
+        return NS(config=name, frontier=NS(lines=lines, pairs=[pair("diffier", "cfg", v) for v in verdicts]),
+                  secondary_frontier=None, cells=[])
+
+    document = NS(testbed="digits", quality=NS(lower_is_better=True),
+                  protocol=NS(configs=["euler-20", "euler-30"], equal_cost={"euler-20": ["diffier"]},
+                              at_cfg_1_supported=True),
+                  groups=[NS(group="a", configs=[config("euler-20", ["better", "tie"]),
+                                                 config("euler-30", ["better", "better"])]),
+                          NS(group="b", configs=[config("euler-20", ["better", "worse"]),
+                                                 config("euler-30", ["better", "better"])])])
+    better = claims.FrontierClaim("X", "diffier beats cfg", ("digits",), "diffier", "cfg")
+    not_worse = claims.NotWorseClaim("Y", "diffier not worse", ("digits",), "diffier", "cfg")
+    cheaper = claims.DominanceClaim("Z", "cfg dominates", ("digits",), "diffier", "cfg")
+    results = {(r.claim, r.group): r for r in claims.evaluate(document, (better, not_worse, cheaper))}
+    assert results[("X", "a")].verdict == "confirmed" and results[("X", "b")].verdict == "not confirmed"
+    assert results[("Y", "b")].verdict == "not confirmed" and len(results[("X", "a")].evidence) == 2
+    assert results[("Z", "a")].verdict == "not confirmed"            # it is not cheaper
+    assert claims.configs_of(document, claims.FEWEST_STEPS) == ["euler-20"]
+    assert claims.configs_of(document, claims.EQUAL_COST_DIFFIER) == ["euler-20"]
+    assert claims.evaluate(NS(**{**vars(document), "testbed": "sr"}), (claims.SameOmegaClaim(
+        "W", "", ("digits",), "diffier", "cfg"),)) == []
+
+
+def test_the_run_plan_keeps_every_command_under_an_hour(tmp_path):
+    """Every tuning and test command of the full run, sharded so that each stays under 50 minutes of one-thread CPU
+    time by the measured cost model; every testbed and configuration is there."""
+    run = _bench("evidence.run")
+    protocol = _bench("evidence.protocol")
+    plan = run.run_plan(tmp_path)
+    assert plan and all(p.minutes <= 50.0 for p in plan)
+    for testbed in TESTBEDS:
+        assert any(p.command.endswith(f"tune --testbed {testbed}") or f"tune --testbed {testbed} --shard" in p.command
+                   for p in plan)
+        for config in protocol.CONFIGS:
+            assert any(f"test --testbed {testbed} --config {config.name}" in p.command for p in plan)
+    shards = [p.command for p in plan if "--shard" in p.command]
+    assert all(any(c.endswith(f"--shard {i}/{c[-1]}") for i in range(1, 10)) for c in shards)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,6 +342,7 @@ def check_confirmatory(doc: dict, tuning: dict) -> None:
                            for p in front["pairs"])
     assert doc["claims"] and all(c["verdict"] in ("confirmed", "not confirmed", "not applicable")
                                  for c in doc["claims"])
+    assert {c["group"] for c in doc["claims"]} == {g["group"] for g in doc["groups"]}
     assert doc["runtime_s"] > 0 and doc["sampling_cpu_s"] > 0 and doc["commands"]
 
 

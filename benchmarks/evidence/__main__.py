@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import protocol, run
+from . import run
 from .documents import write_document
 from .protocol import SamplerConfig
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.evidence " + " ".join(shlex.quote(w) for w in words)
     t0 = time.perf_counter()
     if args.command == "plan":
-        sys.stdout.write(plan_text(args.quick))
+        sys.stdout.write(plan_text(args.out))
         return 0
     if args.command == "energy-check":
         from .energy import energy_check
@@ -162,15 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def plan_text(quick: bool) -> str:
-    """The full run's commands (tuning, then test per configuration), for the protocol's run plan."""
-    lines = ["# tuning (tuning seeds)"]
-    lines += [f"python -m benchmarks.evidence tune --testbed {tb}" for tb in run.TESTBEDS]
-    lines += ["# confirmatory (test seeds), after the protocol is committed"]
-    for tb in run.TESTBEDS:
-        for config in (protocol.QUICK_CONFIGS if quick else protocol.CONFIGS):
-            lines.append(f"python -m benchmarks.evidence test --testbed {tb} --config {config.name}")
-        lines.append(f"python -m benchmarks.evidence report --testbed {tb}")
+def plan_text(out: Path) -> str:
+    """The full run's commands with their estimated minutes on one thread of a quiet CPU (shards keep each under 50
+    minutes; the test commands are sized from the tuning documents in ``out`` where they exist)."""
+    plan = run.run_plan(out)
+    lines = [f"{p.command:<92} {p.cells:>5} cells  {p.minutes:6.1f} min" for p in plan]
+    tuning = sum(p.minutes for p in plan if " tune " in p.command)
+    test = sum(p.minutes for p in plan if " test " in p.command or " report " in p.command)
+    lines.append(f"tuning {tuning / 60:.1f} h, confirmatory {test / 60:.1f} h of one-thread CPU time "
+                 f"({len([p for p in plan if ' test ' in p.command])} test commands)")
     return "\n".join(lines) + "\n"
 
 

@@ -193,9 +193,10 @@ class GroupResult:
 
 @dataclasses.dataclass
 class ClaimResult:
-    """One claim of docs/evidence/protocol.md, decided by its rule on this document."""
+    """One claim of docs/evidence/protocol.md, decided by its rule on one group of this document."""
 
     claim: str
+    group: str
     statement: str
     rule: str
     verdict: str

@@ -2,8 +2,9 @@
 and paired comparisons between curves with bootstrap intervals.
 
 A *line* is one job's curve (a method, or an equal-cost variant of it) in one group and configuration: its cells'
-(adherence, quality) points in ω order. At an adherence level its quality is the best value over the segments
-between neighbouring ω that hold the level (:func:`benchmarks.evidence.protocol.best_quality_at`), or *unreached*.
+(adherence, quality) points in ω order. At an adherence level its quality is the best it reaches while adhering at
+least that much: its Pareto frontier (:func:`benchmarks.evidence.protocol.best_quality_at`), or *unreached* when
+its adherence never gets there.
 Every cell carries its metrics on the same bootstrap resamples (seeds and samples resampled with the same indices for
 every cell), so the same computation on each resample gives paired intervals of a difference between two lines.
 """
@@ -39,7 +40,7 @@ class LevelValue:
 
     Args:
         cfg_omega: the level's ω of plain CFG on the tuning seeds; adherence: the level.
-        quality: the best quality the line reaches there (None: it does not reach the level).
+        quality: the best quality the line reaches with at least this adherence (None: it never reaches the level).
         lo, hi: percentiles over the resamples where it reaches the level; reached_share: their share.
     """
 

@@ -11,10 +11,11 @@ selection rule on the tuning seeds and the equal-cost rules.
   corrects the conditional prediction); ``diffier`` also runs there with ``skip`` (the default: plain sampling).
 * **Selection** (:func:`choose`): on the tuning seeds, every setting of a method gives a curve of (adherence,
   quality) over ω; its score is the mean, over the adherence levels :func:`adherence_levels` (plain CFG's tuning
-  adherence at the interior ω of the grid), of the best quality its curve reaches at that level (linear
-  interpolation between neighbouring ω, :func:`best_quality_at`); a level the curve does not reach scores plain
-  CFG's worst tuning quality. Scores within :data:`TIE_TOLERANCE` × plain CFG's tuning quality range of the best
-  are tied, and the tie goes to the cheapest setting (fewest evaluations per sample, then fewest sequential calls).
+  adherence at the interior ω of the grid), of the best quality its curve reaches with at least that adherence
+  (its Pareto frontier; linear interpolation between neighbouring ω, :func:`best_quality_at`); a level the curve
+  never reaches scores plain CFG's worst tuning quality. Scores within :data:`TIE_TOLERANCE` × plain CFG's tuning
+  quality range of the best are tied, and the tie goes to the cheapest setting (fewest evaluations per sample, then
+  fewest sequential calls; between equally cheap settings, the better score).
 * **Equal cost** (:data:`EQUAL_COST`): plain CFG and every anchor also run with their steps scaled so that their
   evaluations per sample equal the tuned (or capped) DiffIER's at the same ω (:func:`equal_cost_steps`).
 """
@@ -29,9 +30,10 @@ from ..testbeds.base import PhaseSize
 from ..tuning import AT_CFG_1, CFG, NODE_IDS, Setting, fixed_diffier_points, method_grids
 
 __all__ = ["OMEGAS", "QUICK_OMEGAS", "SamplerConfig", "CONFIGS", "QUICK_CONFIGS", "TUNING_CONFIG",
-           "QUICK_TUNING_CONFIG", "ANCHORS", "TUNED", "METHODS", "CAP", "TIE_TOLERANCE", "EQUAL_COST", "Sizes",
-           "SIZES", "QUICK_SIZES", "Job", "Curve", "adherence_levels", "best_quality_at", "selection_score",
-           "Choice", "choose", "equal_cost_steps", "is_capped", "tuning_jobs", "test_jobs", "omega_key"]
+           "QUICK_TUNING_CONFIG", "CostModel", "COST_MODELS", "ANCHORS", "TUNED", "METHODS", "CAP", "TIE_TOLERANCE",
+           "EQUAL_COST", "Sizes", "SIZES", "QUICK_SIZES", "Job", "Curve", "adherence_levels", "best_quality_at",
+           "selection_score", "Choice", "choose", "equal_cost_steps", "is_capped", "tuning_jobs", "test_jobs",
+           "omega_key"]
 
 #: guidance weights of every method (1: no guidance)
 OMEGAS = (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
@@ -120,6 +122,33 @@ QUICK_SIZES = {
     "digits": Sizes(PhaseSize((100, 101), 10), PhaseSize((1000, 1001), 10), 40),
     "sr": Sizes(PhaseSize((10, 11), 4), PhaseSize((1000, 1001), 4), 40),
     "sr_photos": Sizes(PhaseSize((10, 11), 2, 1), PhaseSize((1000, 1001), 1, 2), 40),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """What a cell costs on one thread of a quiet 2-core x86-64 CPU, measured with one cell of every testbed at every
+    configuration (the test phase's sizes; ``python -m benchmarks.evidence plan`` uses it to size the commands).
+
+    Args:
+        ms_per_sample_eval: CPU milliseconds per sample and model evaluation.
+        score_s: CPU seconds to score one cell (with its bootstrap replicates).
+        groups: the testbed's groups (known scores: the error regimes).
+        images_per_seed: images a seed samples per ``samples_per_seed`` (SR photos: the test photos).
+    """
+
+    ms_per_sample_eval: float
+    score_s: float
+    groups: tuple[str, ...]
+    images_per_seed: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+#: measured on this repository's 2-core CPU, one thread, one cell of each testbed at each configuration
+COST_MODELS = {
+    "known_score": CostModel(0.03, 1.3, ("overspread", "collapse")),
+    "digits": CostModel(1.25, 2.0, ("digits",)),
+    "sr": CostModel(1.45, 0.1, ("digits_x4",)),
+    "sr_photos": CostModel(2.3, 0.1, ("photos_x2",), {"tuning": 2, "test": 5}),
 }
 
 
@@ -222,16 +251,18 @@ def adherence_levels(cfg_curve: Curve) -> tuple[tuple[float, float], ...]:
 
 def best_quality_at(adherence: Sequence[float], quality: Sequence[float], level: float,
                     lower_is_better: bool) -> float | None:
-    """The best quality a curve reaches at adherence ``level``: over every segment between neighbouring ω whose
-    adherence range holds ``level``, the linearly interpolated quality; None when no segment (or point) holds it."""
+    """The best quality a curve reaches while its adherence is at least ``level`` (its Pareto frontier at ``level``):
+    over the ω points with adherence ≥ ``level`` and the points where a segment between neighbouring ω crosses
+    ``level`` (linear interpolation); None when the curve never reaches ``level``. Points with a non-finite value are
+    left out, and so are the segments they end."""
     found = []
-    pts = [(a, q) for a, q in zip(adherence, quality, strict=True)]
-    for (a0, q0), (a1, q1) in zip(pts, pts[1:], strict=False):
-        if not all(math.isfinite(v) for v in (a0, q0, a1, q1)):
-            continue
-        if min(a0, a1) <= level <= max(a0, a1):
-            found.append(q0 if a0 == a1 else q0 + (q1 - q0) * (level - a0) / (a1 - a0))
-    found += [q for a, q in pts if a == level and math.isfinite(q)]
+    pts = list(zip(adherence, quality, strict=True))
+    ok = [math.isfinite(a) and math.isfinite(q) for a, q in pts]
+    found += [q for (a, q), good in zip(pts, ok, strict=True) if good and a >= level]
+    for k in range(len(pts) - 1):
+        (a0, q0), (a1, q1) = pts[k], pts[k + 1]
+        if ok[k] and ok[k + 1] and min(a0, a1) < level < max(a0, a1):
+            found.append(q0 + (q1 - q0) * (level - a0) / (a1 - a0))
     if not found:
         return None
     return min(found) if lower_is_better else max(found)
@@ -284,10 +315,10 @@ def choose(curves: dict[str, Curve], cfg_curve: Curve, lower_is_better: bool,
     tolerance = TIE_TOLERANCE * (max(finite_cfg) - min(finite_cfg))
     tied = [lab for lab in labels if sign * scores[lab] <= best + tolerance]
 
-    def cost(lab: str) -> tuple[float, float, int]:
+    def cost(lab: str) -> tuple[float, float, float, int]:
         c = curves[lab]
         return (sum(c.evals_per_sample) / len(c.evals_per_sample), sum(c.calls_per_step) / len(c.calls_per_step),
-                labels.index(lab))
+                sign * scores[lab], labels.index(lab))
 
     tied.sort(key=cost)
     return Choice(tied[0], scores, tuple(tied), labels)

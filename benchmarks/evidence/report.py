@@ -117,11 +117,12 @@ def plot_tuning(document: TuningDocument, path: Path) -> Path:
         cfg = next(c for c in group.curves if c.method == "cfg")
         for k, method in enumerate(methods):
             ax = axes[r][k]
-            ys = []
+            ys, all_xs = [], []
             for curve in [c for c in group.curves if c.method == method] + ([cfg] if method != "cfg" else []):
                 xs = [p.adherence for p in curve.points]
                 qs = [p.quality for p in curve.points]
                 ys += qs
+                all_xs += xs
                 bold = curve.label in chosen or curve.method == "cfg"
                 ax.plot(xs, qs, marker="o", ms=2, lw=1.8 if bold else 0.6, alpha=1.0 if bold else 0.5,
                         color="black" if curve.method == "cfg" else None,
@@ -130,6 +131,8 @@ def plot_tuning(document: TuningDocument, path: Path) -> Path:
                 ax.axvline(level.adherence, color="grey", lw=0.5, ls=":")
             if document.adherence.field in SYMLOG:
                 ax.set_xscale("symlog", linthresh=1e-4)
+            else:
+                _robust_limits(ax, all_xs, "x")
             _robust_limits(ax, ys)
             ax.set_title(f"{group.group} · {method}", fontsize=8)
             ax.legend(fontsize=5)
@@ -177,8 +180,9 @@ def markdown(document: EvidenceDocument) -> str:
            f"Quality: {document.quality.label}; adherence: {document.adherence.label}; diversity: "
            f"{document.diversity.label}. ▲/▼: the paired 95 % interval vs plain CFG at that adherence level is "
            "entirely better/worse; ∅: the line does not reach the level; ?: reached on < 90 % of the resamples.", "",
-           "### Claims", "", "| claim | statement | verdict |", "|---|---|---|"]
-    out += [f"| {c.claim} | {c.statement} | **{c.verdict}** |" for c in document.claims]
+           "### Claims", "", "| claim | group | statement | verdict | evidence |", "|---|---|---|---|---|"]
+    out += [f"| {c.claim} | {c.group} | {c.statement} | **{c.verdict}** | {'; '.join(c.evidence)} |"
+            for c in document.claims]
     for group in document.groups:
         out += ["", f"### {group.group}", "", "Chosen on the tuning seeds: " +
                 ", ".join(f"{m} `{lab}`" for m, lab in group.chosen.items())]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tuning import AT_CFG_1, BUDGET, NODE_IDS, QUICK_BUDGET, Setting, method_grids
+from ..tuning import AT_CFG_1, BUDGET, NODE_IDS, QUICK_BUDGET, Setting, fixed_diffier_points, method_grids
 from . import claims, protocol
 from .documents import (
     SCHEMA,
@@ -39,16 +39,17 @@ from .protocol import Curve, Job, SamplerConfig
 from .store import Store
 
 __all__ = ["TESTBEDS", "Context", "make_context", "tuning_specs", "run_tuning", "tuning_document", "chosen_settings",
-           "test_specs", "run_test", "evidence_document", "missing_cells", "release_models", "released"]
+           "test_specs", "run_test", "evidence_document", "missing_cells", "release_models", "released",
+           "CommandEstimate", "run_plan"]
 
 TESTBEDS = ("known_score", "digits", "sr", "sr_photos")
 SELECTION_RULE = ("per group, each setting's tuning curve (adherence, quality) over ω scores the mean over the "
                   "adherence levels (plain CFG's tuning adherence at the interior ω) of the best quality the curve "
-                  "reaches there (linear interpolation between neighbouring ω; a level it does not reach scores plain "
-                  "CFG's worst tuning quality); the best score wins; scores within the tie tolerance (a share of plain "
-                  "CFG's tuning quality range) of the best are tied and the tie goes to the fewest evaluations per "
-                  "sample, then the fewest sequential calls per step; diffier_capped chooses among the settings "
-                  "within the cap at every ω")
+                  "reaches with at least that adherence (its Pareto frontier; linear interpolation between "
+                  "neighbouring ω; a level it never reaches scores plain CFG's worst tuning quality); the best score "
+                  "wins; scores within the tie tolerance (a share of plain CFG's tuning quality range) of the best are "
+                  "tied and the tie goes to the fewest evaluations per sample, then the fewest sequential calls per "
+                  "step, then the better score; diffier_capped chooses among the settings within the cap at every ω")
 
 
 @dataclasses.dataclass
@@ -297,7 +298,8 @@ def _difference(a: Any, b: Any) -> Difference:
 
 def _pairs(line_names: Sequence[str]) -> list[tuple[str, str]]:
     """The comparisons of a configuration: every base line vs plain CFG and vs each anchor; each equal-cost DiffIER
-    comparison (the DiffIER method vs plain CFG and every anchor given its evaluations)."""
+    comparison (the DiffIER method vs plain CFG and every anchor given its evaluations); capped vs uncapped DiffIER,
+    and the cheap presets vs the node defaults."""
     names = set(line_names)
     references = ["cfg", *protocol.ANCHORS]
     out = [(m, r) for m in protocol.METHODS for r in references if m != r and m in names and r in names]
@@ -306,6 +308,8 @@ def _pairs(line_names: Sequence[str]) -> list[tuple[str, str]]:
             ref = f"{m}[equal_cost:{target}]"
             if target in names and ref in names:
                 out.append((target, ref))
+    out += [pair for pair in (("diffier_capped", "diffier"), ("diffier_balanced", "diffier_quality"),
+                              ("diffier_fast", "diffier_quality")) if set(pair) <= names]
     return out
 
 
@@ -369,6 +373,91 @@ def read_tuning(path: Path) -> dict[str, Any]:
     if data.get("kind") != "tuning":
         raise ValueError(f"{path} is not a tuning document (kind {data.get('kind')!r})")
     return data
+
+
+# ---------------------------------------------------------------------------------------------------
+# the run plan (no ComfyUI)
+
+
+@dataclasses.dataclass
+class CommandEstimate:
+    """One command of a run plan: what it runs, how many distinct cells, and its estimated minutes."""
+
+    command: str
+    cells: int
+    minutes: float
+
+
+def _unique_cost(testbed: str, phase: str, specs: Sequence[CellSpec], sizes: protocol.Sizes) -> tuple[int, float]:
+    """Distinct cells of ``specs`` and their estimated CPU seconds (:data:`~.protocol.COST_MODELS`)."""
+    from .engine import estimated_evals
+
+    model = protocol.COST_MODELS[testbed]
+    size = getattr(sizes, phase)
+    samples = size.samples_per_seed * model.images_per_seed.get(phase, 1) * len(size.seeds)
+    unique = {}
+    for spec in specs:
+        key = (spec.group, json.dumps(spec.job.patches(spec.omega, True), sort_keys=True, default=str),
+               spec.job.sampler, spec.job.steps_at(spec.omega), spec.omega)
+        unique[key] = spec
+    seconds = sum(estimated_evals(s.job, s.omega) * samples * model.ms_per_sample_eval / 1000 + model.score_s
+                  for s in unique.values())
+    return len(unique), seconds
+
+
+def _plan_specs(testbed: str, phase: str, jobs: Sequence[Job]) -> list[CellSpec]:
+    return [CellSpec(group, phase, job, omega) for group in protocol.COST_MODELS[testbed].groups for job in jobs
+            for omega in job.omegas]
+
+
+def _stand_in_choice(quick: bool) -> dict[str, Setting]:
+    """The tuned settings assumed before a tuning document exists: the most expensive DiffIER point within and over
+    the cap, the first setting of every other grid."""
+    grids = method_grids(quick)
+    fixed = fixed_diffier_points()
+    return {"apg": grids["apg"][0], "rescalecfg": grids["rescalecfg"][0],
+            "epsilon_scaling": grids["epsilon_scaling"][0], "diffier": fixed["diffier_quality"],
+            "diffier_capped": fixed["diffier_balanced"]}
+
+
+def run_plan(out: Path, max_minutes: float = 50.0) -> list[CommandEstimate]:
+    """Every command of the full run with its estimated minutes, shards chosen so that each stays under
+    ``max_minutes`` (test commands use the tuning documents in ``out`` where they exist, else stand-in choices)."""
+    plan = []
+    for testbed in TESTBEDS:
+        sizes = protocol.SIZES[testbed]
+        tuning_cells, seconds = _unique_cost(testbed, "tuning", _plan_specs(
+            testbed, "tuning", protocol.tuning_jobs(False, protocol.OMEGAS, protocol.TUNING_CONFIG)), sizes)
+        plan += _sharded(f"python -m benchmarks.evidence tune --testbed {testbed}", tuning_cells, seconds,
+                         max_minutes)
+        path = out / f"tuning_{testbed}.json"
+        tuning = read_json(path) if path.exists() else None
+        for config in protocol.CONFIGS:
+            jobs_by_group = {}
+            for group in protocol.COST_MODELS[testbed].groups:
+                if tuning is not None:
+                    chosen = chosen_settings(tuning, False)[group]
+                    steps = equal_cost_plan(tuning, config)[group]
+                else:
+                    chosen = _stand_in_choice(False)
+                    steps = {m: {protocol.omega_key(o): round(config.steps * (3.0 if m == "diffier" else 1.5))
+                                 for o in protocol.OMEGAS} for m in protocol.CORRECT_AT_CFG_1}
+                jobs_by_group[group] = protocol.test_jobs(chosen, config, protocol.OMEGAS, steps, False)
+            specs = [CellSpec(g, "test", job, o) for g, jobs in jobs_by_group.items() for job in jobs
+                     for o in job.omegas]
+            cells, seconds = _unique_cost(testbed, "test", specs, sizes)
+            plan += _sharded(f"python -m benchmarks.evidence test --testbed {testbed} --config {config.name}", cells,
+                             seconds, max_minutes)
+        plan.append(CommandEstimate(f"python -m benchmarks.evidence report --testbed {testbed}", 0, 2.0))
+    return plan
+
+
+def _sharded(command: str, cells: int, seconds: float, max_minutes: float) -> list[CommandEstimate]:
+    shards = max(1, math.ceil(seconds / 60 / max_minutes))
+    if shards == 1:
+        return [CommandEstimate(command, cells, seconds / 60)]
+    return [CommandEstimate(f"{command} --shard {i}/{shards}", math.ceil(cells / shards), seconds / 60 / shards)
+            for i in range(1, shards + 1)]
 
 
 def release_models() -> None:
