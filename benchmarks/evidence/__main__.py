@@ -92,7 +92,12 @@ def _write_tuning(ctx: run.Context, out: Path) -> None:
 def _write_report(ctx: run.Context, tuning_path: Path, out: Path) -> None:
     from .report import markdown, plot_frontiers
 
-    document = run.evidence_document(ctx, run.read_tuning(tuning_path), _relative(tuning_path), _progress)
+    tuning = run.read_tuning(tuning_path)
+    done = run.completed_configs(ctx, tuning)
+    if not done:
+        raise SystemExit(f"no configuration has all its test cells in the cache {ctx.store.folder}: run the test "
+                         f"commands first (python -m benchmarks.evidence plan)")
+    document = run.evidence_document(ctx, tuning, _relative(tuning_path), _progress, done)
     path = write_document(out / f"confirmatory_{ctx.testbed}{_suffix(ctx.quick)}.json", document)
     plot_frontiers(document, path.with_suffix(".png"))
     path.with_suffix(".md").write_text(markdown(document))
@@ -150,11 +155,6 @@ def main(argv: list[str] | None = None) -> int:
                 cells = run.run_test(ctx, tuning, config, None, _progress)
                 run.log_command(ctx, command, "test", config.name, None, cells, time.perf_counter() - t1)
         if args.command in ("report", "all"):
-            tuning = run.read_tuning(_tuning_path(args))
-            missing = [s for c in ctx.configs for s in run.missing_cells(ctx, run.test_specs(ctx, tuning, c))]
-            if missing:
-                raise SystemExit(f"{len(missing)} test cells are not in the cache {ctx.store.folder}: run the test "
-                                 f"commands first (python -m benchmarks.evidence plan)")
             _write_report(ctx, _tuning_path(args), args.out)
     finally:
         run.release_models()

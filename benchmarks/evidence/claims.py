@@ -16,7 +16,9 @@ Every claim is decided per group (known scores: per error regime) over its confi
 * :class:`DominanceClaim`: ``line`` needs fewer evaluations per sample than ``reference`` and is worse (paired 95 %
   interval) at no adherence level in every listed configuration (``balanced`` against the node defaults).
 
-Verdicts: ``confirmed``, ``not confirmed``, or ``not applicable`` (the document lacks the lines or configurations).
+Verdicts: ``confirmed``; ``not confirmed`` (the rule fails in a configuration that has run: final); ``pending`` (the
+rule holds in every configuration that has run, and a configuration it covers has not run yet); ``not applicable``
+(the document lacks the lines).
 """
 
 from __future__ import annotations
@@ -76,7 +78,12 @@ class Claim:
             seen = True
             ok &= judged[0]
             evidence.append(f"{config.config}: {judged[1]}")
-        return (_verdict(ok) if seen else "not applicable"), evidence
+        waiting = [c for c in configs if c in getattr(document, "configs_pending", [])]
+        if not seen:
+            return ("pending" if waiting else "not applicable"), evidence
+        if ok and waiting:
+            return "pending", [*evidence, f"not run yet: {', '.join(waiting)}"]
+        return _verdict(ok), evidence
 
 
 @dataclasses.dataclass(frozen=True)

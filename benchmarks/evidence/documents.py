@@ -210,6 +210,8 @@ class EvidenceDocument(DocumentBase):
     tuning_document: str
     groups: list[GroupResult]
     claims: list[ClaimResult]
+    #: the protocol's configurations whose test cells have not all run (a claim they cover waits for them)
+    configs_pending: list[str] = dataclasses.field(default_factory=list)
 
 
 def write_document(path: Path, document: Any) -> Path:

@@ -180,6 +180,9 @@ def markdown(document: EvidenceDocument) -> str:
            f"Quality: {document.quality.label}; adherence: {document.adherence.label}; diversity: "
            f"{document.diversity.label}. ▲/▼: the paired 95 % interval vs plain CFG at that adherence level is "
            "entirely better/worse; ∅: the line does not reach the level; ?: reached on < 90 % of the resamples.", "",
+           "Configurations run: " + ", ".join(c.config for c in document.groups[0].configs) + "; not run yet: "
+           + (", ".join(document.configs_pending) or "none") + " (a claim that holds so far and covers one of them "
+           "is **pending**).", "",
            "### Claims", "", "| claim | group | statement | verdict | evidence |", "|---|---|---|---|---|"]
     out += [f"| {c.claim} | {c.group} | {c.statement} | **{c.verdict}** | {'; '.join(c.evidence)} |"
             for c in document.claims]

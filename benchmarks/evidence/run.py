@@ -39,8 +39,8 @@ from .protocol import Curve, Job, SamplerConfig
 from .store import Store
 
 __all__ = ["TESTBEDS", "Context", "make_context", "tuning_specs", "run_tuning", "tuning_document", "chosen_settings",
-           "test_specs", "run_test", "evidence_document", "missing_cells", "release_models", "released",
-           "CommandEstimate", "run_plan"]
+           "test_specs", "run_test", "completed_configs", "evidence_document", "missing_cells", "release_models",
+           "released", "CommandEstimate", "run_plan"]
 
 TESTBEDS = ("known_score", "digits", "sr", "sr_photos")
 SELECTION_RULE = ("per group, each setting's tuning curve (adherence, quality) over ω scores the mean over the "
@@ -342,15 +342,23 @@ def _config_result(ctx: Context, config: SamplerConfig, results: Sequence[CellRe
     return ConfigResult(config.name, cells, primary, secondary)
 
 
+def completed_configs(ctx: Context, tuning: dict[str, Any]) -> list[SamplerConfig]:
+    """The protocol's configurations whose every test cell is in the cache."""
+    return [c for c in ctx.configs if not missing_cells(ctx, test_specs(ctx, tuning, c))]
+
+
 def evidence_document(ctx: Context, tuning: dict[str, Any], tuning_path: str,
-                      progress: Callable[..., Any] | None = None) -> EvidenceDocument:
-    """The confirmatory document from the cache (every test cell of every configuration must be done)."""
+                      progress: Callable[..., Any] | None = None,
+                      configs: Sequence[SamplerConfig] | None = None) -> EvidenceDocument:
+    """The confirmatory document from the cache, over ``configs`` (default: every configuration; each must have all
+    its test cells done); the protocol's other configurations are listed as pending."""
+    configs = list(ctx.configs if configs is None else configs)
     groups: dict[str, GroupResult] = {}
     every: dict[tuple[str, ...], CellResult] = {}
     chosen = chosen_settings(tuning, ctx.quick)
     tuning_levels = {g["group"]: [Level(lv["cfg_omega"], lv["adherence"]) for lv in g["levels"]]
                      for g in tuning["groups"]}
-    for config in ctx.configs:
+    for config in configs:
         specs = test_specs(ctx, tuning, config)
         results = ctx.engine.run_all(specs, progress, f"{ctx.testbed} {config.name} (assemble)")
         plan = equal_cost_plan(tuning, config)
@@ -362,7 +370,8 @@ def evidence_document(ctx: Context, tuning: dict[str, Any], tuning_path: str,
                 g.equal_cost_steps[config.name] = {m: plan[group][m] for m in protocol.EQUAL_COST[config.name]}
             g.configs.append(_config_result(ctx, config, mine, tuning_levels[group]))
     document = EvidenceDocument(**_document_base(ctx, "confirmatory", list(every.values())),
-                                tuning_document=tuning_path, groups=list(groups.values()), claims=[])
+                                tuning_document=tuning_path, groups=list(groups.values()), claims=[],
+                                configs_pending=[c.name for c in ctx.configs if c not in configs])
     document.claims = claims.evaluate(document)
     return document
 
