@@ -149,4 +149,5 @@ def preset_tooltip() -> str:
     return ("quality (default) and custom: the inputs below rule; their defaults are full DiffIER (about 3× plain "
             "CFG's model evaluations). balanced and fast replace every other DiffIER input with measured cheap "
             "settings. " + "; ".join(_describe(n) for n in CHEAP_PRESETS)
-            + ". Measured with python -m benchmarks.frontier (docs/results/frontier_*.json).")
+            + ". Measured on the archived cost frontier (Euler 10 steps, docs/results/archive/frontier_*.json); the "
+            "confirmatory verdicts are in docs/EVIDENCE.md.")
