@@ -68,7 +68,7 @@ fresh-test:
 # Regenerate workflows/api/*.json and, through the real frontend in headless Chromium, workflows/*.json.
 workflows-ui: chromium venv runtime
 	$(PY) workflows/tools/make_api_workflows.py
-	$(PY) workflows/tools/make_ui_workflows.py
+	$(PY) -m workflows.tools.make_ui_workflows
 
 # ruff on everything; mypy (strict, settings in pyproject.toml) on the product code, which it checks through a link
 # that gives the pack one fixed package name.

@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import inprocess
-from benchmarks.instruments import SyncCounter
+from benchmarks.instruments import ModelRows, SyncCounter
 from benchmarks.tuning import NODE_IDS
+from scripts import comfy_inprocess
 from scripts.sd21_unet import SD21_UNET, VPRED_PROBE_KEY
 
 log = logging.getLogger("DiffIER.bench.gpu_check")
@@ -113,7 +113,7 @@ def sd21_unet(model_channels: int, dtype: torch.dtype, device: torch.device, see
 
     ComfyUI's own ``SD20`` config class (v-prediction, attention in float32 as for the real model) with the real
     UNet configuration (``scripts/sd21_unet.py``); ``model_channels`` below 320 narrows it for CPU dry runs.
-    The weights follow ``tests/checkpoints.py``'s recipe: matrices ~ N(0, 1/fan_in), norm scales ~ 1 + N(0, 0.02),
+    The weights follow ``scripts/checkpoints.py``'s recipe: matrices ~ N(0, 1/fan_in), norm scales ~ 1 + N(0, 0.02),
     everything else ~ N(0, 0.02), drawn on the device in the model's dtype.
     """
     import comfy.model_management as mm
@@ -178,42 +178,6 @@ def elapsed(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.devi
         events.append((start, end))
     torch.cuda.synchronize(device)
     return [s.elapsed_time(e) / 1000.0 for s, e in events]
-
-
-class ModelTimer:
-    """An ``APPLY_MODEL`` wrapper that counts model rows and times every model call (CUDA events on CUDA)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.rows = 0
-        self._spans: list[tuple[Any, Any]] = []
-        self._seconds = 0.0
-
-    def __call__(self, executor, x, t, *args, **kwargs):
-        self.rows += x.shape[0]
-        if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            out = executor(x, t, *args, **kwargs)
-            end.record()
-            self._spans.append((start, end))
-            return out
-        t0 = time.perf_counter()
-        out = executor(x, t, *args, **kwargs)
-        self._seconds += time.perf_counter() - t0
-        return out
-
-    @property
-    def seconds(self) -> float:
-        """Model time so far (synchronises on CUDA: call it after the run)."""
-        if self._spans:
-            torch.cuda.synchronize(self.device)
-            self._seconds += sum(s.elapsed_time(e) for s, e in self._spans) / 1000.0
-            self._spans = []
-        return self._seconds
 
 
 class SyncLog:
@@ -323,7 +287,7 @@ class Rig:
             extra = ("--front-end-root", tempfile.mkdtemp(prefix="diffier-web-"))
         if args.device == "cuda":
             os.environ["DIFFIER_TEST_GPU"] = "1"
-        self.root, self.nodes, self.run_node, self.pack = inprocess().session(extra)
+        self.root, self.nodes, self.run_node, self.pack = comfy_inprocess.session(extra)
         self.core = self.pack.diffier_core
         import comfy.model_management as mm
 
@@ -813,13 +777,10 @@ def run_kernel(rig: Rig, out: dict[str, Any]) -> None:
 # -- section: end to end ----------------------------------------------------------------------------------------
 def run_end_to_end(rig: Rig, out: dict[str, Any]) -> None:
     """KSampler vs KSampler (DiffIER) at each preset: alternating runs after one warm-up round, medians."""
-    import comfy.patcher_extension
-
     sizes = rig.sizes
     dtype = torch.float16 if rig.device.type == "cuda" else torch.float32
-    timer = ModelTimer(rig.device)
-    model = rig.model(dtype).clone()
-    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "gpu-check-timer", timer)
+    timer = ModelRows(rig.device)
+    model = timer.on(rig.model(dtype))
     memory = device_memory(rig.device)
     variants = {"ksampler": ("KSampler", {}),
                 **{k: ("KSamplerDiffIER", VARIANTS[k]) for k in ("quality", "balanced", "fast")}}
@@ -1029,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
     drawn = plot(rig.result, rig.path.with_suffix(".png"))
     log.info("summary: %s", json.dumps(rig.result["summary"], indent=1))
     log.info("wrote %s%s", rig.path, " and the PNG" if drawn else " (no matplotlib: no PNG)")
-    inprocess().release_models()
+    comfy_inprocess.release_models()
     return 0
 
 

@@ -19,46 +19,16 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 
-__all__ = ["Method", "SampleResult", "Harness", "inprocess", "training"]
+from benchmarks.instruments import ModelRows
+from scripts import comfy_inprocess
 
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _by_path(name: str, path: Path) -> ModuleType:
-    """The file (or, for a folder, the package) at ``path`` imported as ``name``, once (the repository root is not
-    importable under pytest or after ComfyUI's boot)."""
-    if name not in sys.modules:
-        folder = path.is_dir()
-        spec = importlib.util.spec_from_file_location(name, path / "__init__.py" if folder else path,
-                                                      submodule_search_locations=[str(path)] if folder else None)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def inprocess() -> ModuleType:
-    """``scripts/comfy_inprocess.py``, loaded by file path under the name the tests use (one ComfyUI per process)."""
-    return _by_path("_diffier_comfy_inprocess", REPO / "scripts" / "comfy_inprocess.py")
-
-
-def training(submodule: str) -> ModuleType:
-    """``training.<submodule>`` (the demo models' data and the digits classifier), loaded by folder path under the
-    name the tests use."""
-    _by_path("_diffier_training", REPO / "training")
-    return importlib.import_module(f"_diffier_training.{submodule}")
+__all__ = ["Method", "SampleResult", "Harness"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +69,7 @@ class Harness:
     """
 
     def __init__(self, session: tuple[Any, Any, Any, Any] | None = None) -> None:
-        self.root, self.nodes, self.run_node, self.pack = session or inprocess().session()
+        self.root, self.nodes, self.run_node, self.pack = session or comfy_inprocess.session()
 
     def patch(self, model: Any, method: Method, on_run_end=None) -> Any:
         """``model`` with ``method``'s patch nodes applied (each node clones; ``model`` is untouched)."""
@@ -117,19 +87,10 @@ class Harness:
                steps: int, cfg: float, sampler: str = "euler", scheduler: str = "normal", denoise: float = 1.0,
                record: bool = False) -> SampleResult:
         """One KSampler run of ``method`` on ``model``; ``record`` keeps the per-call trajectory."""
-        import comfy.patcher_extension
-
         diffier: list[dict[str, Any]] = []
-        m = self.patch(model, method, on_run_end=diffier.append).clone()
-        rows, calls = [0], [0]
+        rows = ModelRows()
+        m = rows.on(self.patch(model, method, on_run_end=diffier.append))
         trajectory: list[dict[str, Any]] = []
-
-        def count_rows(executor, x, t, *args, **kwargs):
-            rows[0] += x.shape[0]
-            calls[0] += 1
-            return executor(x, t, *args, **kwargs)
-
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "diffier-bench-count", count_rows)
         if record:
             def recorder(args):
                 trajectory.append({"sigma": float(args["sigma"].max()), "x": args["input"].detach().cpu(),
@@ -145,7 +106,7 @@ class Harness:
                                    denoise=denoise)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         batch = latent["samples"].shape[0]
-        return SampleResult(out["samples"], rows[0] / batch, wall, calls[0], cpu, trajectory, diffier)
+        return SampleResult(out["samples"], rows.rows / batch, wall, rows.calls, cpu, trajectory, diffier)
 
     def node_inputs(self, node_id: str) -> set[str]:
         """The input names (required and optional) of a registered node."""

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import Harness
-from benchmarks.instruments import PeakMemory, SyncCounter
+from benchmarks.instruments import ModelRows, PeakMemory, SyncCounter
 from benchmarks.tuning import OVERHEAD_DIFFIER
 from scripts.sd21_unet import SD21_UNET
 
@@ -149,23 +149,12 @@ def end_to_end(h: Harness, patcher, size: int, steps: int, repeats: int, seed: i
     rest; DiffIER's own overhead is its non-model time beyond plain KSampler's, relative to its
     model time (robust to a busy machine, unlike a per-evaluation estimate).
     """
-    import comfy.patcher_extension
-
     g = torch.Generator().manual_seed(1)
     positive = [[torch.randn(1, 77, 1024, generator=g), {}]]
     negative = [[torch.randn(1, 77, 1024, generator=g), {}]]
     latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
-    meter = {"rows": 0, "seconds": 0.0}
-
-    def metered(executor, x, t, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = executor(x, t, *args, **kwargs)
-        meter["seconds"] += time.perf_counter() - t0
-        meter["rows"] += x.shape[0]
-        return out
-
-    model = patcher.clone()
-    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "bench-meter", metered)
+    meter = ModelRows()
+    model = meter.on(patcher)
     common = {"model": model, "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler",
               "scheduler": "normal", "positive": positive, "negative": negative, "latent_image": latent,
               "denoise": 1.0}
@@ -178,13 +167,13 @@ def end_to_end(h: Harness, patcher, size: int, steps: int, repeats: int, seed: i
     info: dict[str, Any] = {}
     for rep in range(repeats + 1):                     # rep 0 warms up (model load, caches); A/B/C, A/B/C, ...
         for name, (node, extra) in variants.items():
-            meter.update(rows=0, seconds=0.0)
+            meter.reset()
             t0 = time.perf_counter()
             out = h.run_node(node, **common, **extra)
             wall = time.perf_counter() - t0
             if rep == 0:
                 continue
-            runs[name].append({"wall": wall, "model": meter["seconds"], "rows": meter["rows"]})
+            runs[name].append({"wall": wall, "model": meter.seconds, "rows": meter.rows})
             if len(out) > 1:
                 summary = json.loads(out[1])
                 info[name] = {"mean_iterations_per_step": summary["mean_iterations"],

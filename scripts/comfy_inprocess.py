@@ -2,36 +2,26 @@
 
 ``bootstrap()`` provisions ComfyUI (``scripts/comfyui_runtime.py``), puts it first on ``sys.path``,
 removes the repository root from it (ComfyUI's top-level ``nodes`` must never be shadowed by the
-pack's ``nodes/``) and parses ComfyUI's CLI args as ``main.py`` would, with ``--cpu`` unless
-``DIFFIER_TEST_GPU=1``. ``load_nodes()`` registers the built-in extras and loads this pack through
-ComfyUI's own custom-node loader. ``NodeRunner`` executes nodes through ComfyUI's executor code.
+pack's ``nodes/``; the tooling rooms stay importable by name, ``scripts/file_loader.py``) and parses
+ComfyUI's CLI args as ``main.py`` would, with ``--cpu`` unless ``DIFFIER_TEST_GPU=1``.
+``load_nodes()`` registers the built-in extras and loads this pack through ComfyUI's own custom-node
+loader. ``NodeRunner`` executes nodes through ComfyUI's executor code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import comfyui_runtime, file_loader
+
+REPO_ROOT = file_loader.REPO_ROOT
 
 __all__ = ["REPO_ROOT", "bootstrap", "load_nodes", "pack_path", "pack_module", "release_models", "NodeRunner",
            "session"]
-
-
-def _load_runtime_module():
-    # Loaded by file path: the repository root must not be importable (see module docstring).
-    name = "_diffier_comfyui_runtime"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "comfyui_runtime.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def bootstrap(extra_args: tuple[str, ...] = ()) -> Path:
@@ -40,11 +30,9 @@ def bootstrap(extra_args: tuple[str, ...] = ()) -> Path:
     Args:
         extra_args: more of ComfyUI's CLI arguments (e.g. ``--front-end-root DIR``), parsed with the first boot.
     """
-    runtime = _load_runtime_module()
-    root = runtime.ensure_comfyui()
+    root = comfyui_runtime.ensure_comfyui()
 
-    repo = str(REPO_ROOT)
-    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != repo]
+    file_loader.use_rooms()
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
@@ -81,7 +69,7 @@ def bootstrap(extra_args: tuple[str, ...] = ()) -> Path:
 
 
 def pack_path(root: Path) -> Path:
-    path = _load_runtime_module().pack_path(root)
+    path = comfyui_runtime.pack_path(root)
     if path is None:
         raise RuntimeError(f"ComfyUI-DiffIER is not installed in {root / 'custom_nodes'}")
     return path

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
@@ -189,14 +188,10 @@ def build(out: Path, python_version: str, comfyui: Path | None = None) -> dict:
 
 
 def _provisioned_comfyui() -> Path:
-    path = REPO_ROOT / "scripts" / "comfyui_runtime.py"
-    spec = importlib.util.spec_from_file_location("_diffier_comfyui_runtime", path)
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module.ensure_comfyui()
+    """The ComfyUI tree ``python -m scripts.comfyui_runtime`` provisions (the last line it prints)."""
+    done = subprocess.run([sys.executable, "-m", "scripts.comfyui_runtime"], cwd=REPO_ROOT, check=True,
+                          stdout=subprocess.PIPE, text=True)
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def _comfyui_version(tree: Path) -> str | None:

@@ -1,8 +1,8 @@
 """The SD 2.1 (768-v) UNet configuration, as ComfyUI's model detection reads it from the checkpoint.
 
 One copy for everything that builds a random-weight SD 2.1 UNet with ComfyUI's classes: the real-server test
-checkpoints (``tests/checkpoints.py``, which loads this file by path) and the benchmarks
-(``benchmarks/overhead.py``, ``benchmarks/gpu_check.py``). Plain data, no imports.
+checkpoints (``scripts/checkpoints.py``) and the benchmarks (``benchmarks/overhead.py``, ``benchmarks/gpu_check.py``).
+Plain data, no imports.
 """
 
 from __future__ import annotations

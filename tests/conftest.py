@@ -21,15 +21,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pack_loader  # noqa: F401  (first: the repository's tooling rooms import by name from here on)
 import pytest
-from pack_loader import import_file
+
+from scripts import comfy_inprocess as inprocess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-# Loaded by file path: the repository root must not be importable.
-inprocess = import_file("_diffier_comfy_inprocess", REPO_ROOT / "scripts" / "comfy_inprocess.py")
 COMFY_ROOT = inprocess.bootstrap()
 
 

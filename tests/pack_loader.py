@@ -1,7 +1,15 @@
-"""Load the pack as a package from its folder, the way ComfyUI's loader does (never via sys.path)."""
+"""The tests' imports of the repository: the pack as ComfyUI loads it (from its folder, never via ``sys.path``), the
+tooling rooms by name.
+
+Importing this module finds ``scripts/`` in the repository's folder (the standard path finder, given that folder
+alone) and hands over to ``scripts/file_loader.py``, the repository's one loader: from then on ``benchmarks``,
+``scripts`` and ``training`` import by name and the repository root is off ``sys.path``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -10,34 +18,17 @@ from types import ModuleType
 PACK_DIR = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "comfyui_diffier_under_test"
 
+if "scripts.file_loader" not in sys.modules:
+    _scripts = importlib.machinery.PathFinder.find_spec("scripts", [str(PACK_DIR)])
+    sys.modules["scripts"] = importlib.util.module_from_spec(_scripts)
+    _scripts.loader.exec_module(sys.modules["scripts"])
 
-def import_folder(name: str, folder: Path) -> ModuleType:
-    """``folder`` (with an ``__init__.py``) imported as the package ``name``, once; its submodules import relatively."""
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+from scripts.file_loader import import_file, import_folder, use_rooms  # noqa: E402  (needs scripts/ found above)
 
+use_rooms()
 
-def import_file(name: str, path: Path) -> ModuleType:
-    """The single file ``path`` imported as the module ``name``, once (e.g. ``scripts/comfy_inprocess.py``)."""
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-def import_from_folder(name: str, folder: Path, submodule: str) -> ModuleType:
-    """``<name>.<submodule>`` of :func:`import_folder` (e.g. ``benchmarks/tuning.py`` without sys.path)."""
-    import_folder(name, folder)
-    return importlib.import_module(f"{name}.{submodule}")
+__all__ = ["PACK_DIR", "PACKAGE_NAME", "import_core", "import_file", "import_folder", "import_pack",
+           "import_pack_file"]
 
 
 def import_pack() -> ModuleType:
@@ -57,13 +48,3 @@ def import_pack_file(relative: str) -> ModuleType:
     import_core()
     name = ".".join((PACKAGE_NAME, *Path(relative).with_suffix("").parts))
     return import_file(name, PACK_DIR / relative)
-
-
-def import_benchmarks(submodule: str) -> ModuleType:
-    """``benchmarks.<submodule>`` loaded from its folder (e.g. ``instruments``, ``eq9``)."""
-    return import_from_folder("_diffier_benchmarks_under_test", PACK_DIR / "benchmarks", submodule)
-
-
-def import_training(submodule: str) -> ModuleType:
-    """``training.<submodule>`` loaded from its folder (e.g. ``data.digits``, ``train_sr``)."""
-    return import_from_folder("_diffier_training", PACK_DIR / "training", submodule)

@@ -24,8 +24,10 @@ import logging
 
 import pytest
 import torch
-from test_presets import _digits_prompt, counting
+from test_presets import _digits_prompt
 from tiny_models import make_latent, make_model
+
+from benchmarks.instruments import ModelRows
 
 pytestmark = pytest.mark.integration
 
@@ -132,14 +134,14 @@ def test_correct_costs_one_row_per_iteration_per_sample(run_node, inner_guidance
     whatever ``inner_guidance`` says (at ω = 1 the guided prediction is the conditional one)."""
     tm = tiny()
     steps, batch, iters = 3, 2, 4
-    m, rows = counting(tm)
-    run(run_node, "KSampler", m, batch=batch, steps=steps)
-    assert rows[0] == steps * batch
-    m, rows = counting(tm)
-    out, info = run(run_node, "KSamplerDiffIER", m, batch=batch, steps=steps,
+    rows = ModelRows()
+    run(run_node, "KSampler", rows.on(tm.patcher), batch=batch, steps=steps)
+    assert rows.rows == steps * batch
+    rows = ModelRows()
+    out, info = run(run_node, "KSamplerDiffIER", rows.on(tm.patcher), batch=batch, steps=steps,
                     **{**DIFFIER, "threshold": 0.0, "max_iters": iters}, inner_guidance=inner_guidance,
                     at_cfg_1="correct")
-    assert rows[0] == steps * batch + steps * iters * batch, rows[0]
+    assert rows.rows == steps * batch + steps * iters * batch, rows.rows
     assert info["extra_model_evals"] == steps * iters and info["mean_iterations"] == iters
     assert all(len(s["iterations"]) == batch for s in info["steps"])
     reference, _ = run(run_node, "KSamplerDiffIER", batch=batch, steps=steps,
@@ -150,9 +152,10 @@ def test_correct_costs_one_row_per_iteration_per_sample(run_node, inner_guidance
 def test_correct_in_paper_mode_adds_no_evaluation(run_node):
     tm = tiny()
     plain, _ = run(run_node, "KSampler")
-    m, rows = counting(tm)
-    ours, info = run(run_node, "KSamplerDiffIER", m, **{**DIFFIER, "mode": "paper"}, at_cfg_1="correct")
-    assert rows[0] == 3 and info["extra_model_evals"] == 0 and info["steps_corrected"] == 3
+    rows = ModelRows()
+    ours, info = run(run_node, "KSamplerDiffIER", rows.on(tm.patcher), **{**DIFFIER, "mode": "paper"},
+                     at_cfg_1="correct")
+    assert rows.rows == 3 and info["extra_model_evals"] == 0 and info["steps_corrected"] == 3
     assert torch.isfinite(ours).all() and not torch.equal(ours, plain)
 
 

@@ -17,6 +17,7 @@ protocol's commit before the results' (where git history is there), and the ener
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -26,10 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pack_loader import import_from_folder
 
 REPO = Path(__file__).resolve().parent.parent
-_PKG = "_diffier_benchmarks_under_test"
 RESULTS = REPO / "docs" / "results" / "evidence"
 PROTOCOL = REPO / "docs" / "evidence" / "protocol.md"
 TESTBEDS = ("known_score", "digits", "sr", "sr_photos")
@@ -39,7 +38,8 @@ USED_SEEDS = set(range(0, 200))
 
 
 def _bench(module: str):
-    return import_from_folder(_PKG, REPO / "benchmarks", module)
+    """``benchmarks.<module>``, imported when a test needs it."""
+    return importlib.import_module(f"benchmarks.{module}")
 
 
 # ---------------------------------------------------------------------------------------------------

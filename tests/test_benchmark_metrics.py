@@ -13,20 +13,20 @@ Tolerances: the statistical checks use 4 standard errors of the quantity itself,
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pack_loader import import_from_folder
 
 REPO = Path(__file__).resolve().parent.parent
-_PKG = "_diffier_benchmarks_under_test"
 
 
 def _bench(module: str):
-    return import_from_folder(_PKG, REPO / "benchmarks", module)
+    """``benchmarks.<module>``, imported when a test needs it."""
+    return importlib.import_module(f"benchmarks.{module}")
 
 
 def test_frechet_distance_closed_forms_and_scipy():

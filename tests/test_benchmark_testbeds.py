@@ -18,21 +18,20 @@ The end-to-end runs of the protocol on these beds are ``test_benchmark_evidence.
 from __future__ import annotations
 
 import ast
+import importlib
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pack_loader import import_from_folder
 
 REPO = Path(__file__).resolve().parent.parent
-_PKG = "_diffier_benchmarks_under_test"
 
 
 def _bench(module: str):
-    """``benchmarks.<module>`` loaded by file path (the repository root is not importable under pytest)."""
-    return import_from_folder(_PKG, REPO / "benchmarks", module)
+    """``benchmarks.<module>``, imported when a test needs it (the harness boots ComfyUI)."""
+    return importlib.import_module(f"benchmarks.{module}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ construction (a factor of 0, a pass-through copy), so they hold on any CPU.
 import pytest
 import torch
 from float_bounds import assert_f32_close, f32_bound, max_abs
-from pack_loader import import_benchmarks, import_core
+from pack_loader import import_core
+
+from benchmarks.instruments import SyncCounter
 
 core = import_core()
-SyncCounter = import_benchmarks("instruments").SyncCounter
 scales = core.convention_scales  # (a, b) of the named conventions: eps (1, σ), flow (1 − σ, σ)
 
 

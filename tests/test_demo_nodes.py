@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pack_loader import import_training
 from prompt_runner import execute_prompt
+
+from training.data import digits as digits_data
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +26,7 @@ MODEL_NAME = "digits_diffusion.safetensors"
 
 
 @pytest.fixture(scope="module")
-def digits_data():
-    return import_training("data.digits")
-
-
-@pytest.fixture(scope="module")
-def classifier(digits_data):
+def classifier():
     return digits_data.load_classifier()
 
 
@@ -92,7 +88,7 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
     assert arr.max() > 128 and arr.min() < 32  # white strokes on black
 
 
-def test_classifier_recognises_requested_digits(run_node, demo_model, classifier, digits_data):
+def test_classifier_recognises_requested_digits(run_node, demo_model, classifier):
     assert digits_data.CLASSIFIER_PATH.is_file()
     correct = total = 0
     for digit in range(10):

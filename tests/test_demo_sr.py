@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pack_loader import import_training
+
+from training.data import sr as sr_data
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,6 @@ WORKFLOW = REPO_ROOT / "workflows" / "demo_sr_api.json"
 INPUT_DIR = REPO_ROOT / "workflows" / "input"
 SR_IDS = ("DiffIERDemoSRCondition", "DiffIERDemoSREmptyLatent", "DiffIERDemoSRDecode")
 MODELS = {"digits": "sr_digits_x4.safetensors", "photos": "sr_photos_x2.safetensors"}
-
-
-@pytest.fixture(scope="module")
-def sr_data():
-    return import_training("data.sr")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,7 +94,7 @@ def test_condition_rejects_non_sr_model(run_node, pack_module):
         run_node("DiffIERDemoSRCondition", model=digits, image=torch.rand(1, 16, 16, 3))
 
 
-def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_path, sr_data):
+def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_path):
     import execution
     import folder_paths
     import server
@@ -138,7 +134,7 @@ def test_api_graph_runs_through_prompt_executor(comfy_nodes, comfy_loop, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["digits", "photos"])
-def test_sr_output_is_a_super_resolution_of_its_input(run_node, sr_models, dataset, sr_data, pack_module):
+def test_sr_output_is_a_super_resolution_of_its_input(run_node, sr_models, dataset, pack_module):
     model = sr_models[dataset]
     config = model.model.diffier_demo_config
     dm = pack_module.demo.models

@@ -12,9 +12,10 @@ import logging
 
 import pytest
 import torch
-from pack_loader import import_benchmarks
 from test_nodes import DIFFIER, assert_batch_independent, ksampler
 from tiny_models import make_latent, make_model
+
+from benchmarks.instruments import PeakMemory
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def test_huge_latent_working_set_is_linear(pack_module):
     for hw in (64, 256):
         x = torch.randn(1, 4, hw, hw)
         d = torch.randn(1, 4, hw, hw)
-        with import_benchmarks("instruments").PeakMemory() as m:
+        with PeakMemory() as m:
             core.diffier_step(x, d, *core.convention_scales(torch.tensor(0.5), "eps"),
                               core.DiffIERSettings(threshold=0.0), core.PerSampleNoise([0]), evaluate=lambda xp, d=d: d)
         per_element.append(m.peak_bytes / x.numel())

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pack_loader import import_benchmarks
 
-eq9 = import_benchmarks("eq9")
+from benchmarks import eq9
 
 
 def test_optimal_omega_recovers_the_weight():

@@ -5,34 +5,14 @@ Float64 throughout: the 1e-7 relative tolerances are ~5e8 float64 epsilons, far 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _gmm_module():
-    name = "_diffier_bench_gmm"
-    if name not in sys.modules:   # by file path: the repository root is not importable under pytest
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "testbeds" / "gmm.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from benchmarks.testbeds import gmm as G
 
 
 @pytest.fixture(scope="module")
-def G():
-    return _gmm_module()
-
-
-@pytest.fixture(scope="module")
-def small(G):
+def small():
     gmm = G.make_gmm(num_classes=3, comps_per_class=2, dim=12, principal_dims=4, seed=3)
     return G.GMM(*(t.double() if t.is_floating_point() else t for t in
                    (gmm.means, gmm.variances, gmm.comp_class, gmm.class_weights)))
@@ -60,7 +40,7 @@ def test_score_matches_finite_differences(small):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_denoiser_is_posterior_mean_monte_carlo(G):
+def test_denoiser_is_posterior_mean_monte_carlo():
     gmm = G.make_gmm(num_classes=2, comps_per_class=2, dim=4, principal_dims=2, seed=4)
     g = torch.Generator().manual_seed(2)
     rows = torch.zeros(400_000, dtype=torch.long)
@@ -74,7 +54,7 @@ def test_denoiser_is_posterior_mean_monte_carlo(G):
     assert (resid * d).sum(1).mean().abs() < 0.02
 
 
-def test_bayes_classifier_and_sampling(G):
+def test_bayes_classifier_and_sampling():
     gmm = G.make_gmm()
     labels = torch.arange(800) % gmm.num_classes
     x = gmm.sample(labels, torch.Generator().manual_seed(0))
@@ -84,7 +64,7 @@ def test_bayes_classifier_and_sampling(G):
     assert torch.allclose(gmm.class_weights.sum(1), torch.ones(gmm.num_classes + 1))
 
 
-def test_blurred_model(G):
+def test_blurred_model():
     gmm = G.make_gmm(num_classes=3, comps_per_class=2, dim=16, seed=1)
     bad = gmm.blurred(var_scale=2.0, var_add=0.1, mean_shrink=0.5, leak=0.3)
     assert torch.allclose(bad.class_weights.sum(1), torch.ones(4))

@@ -19,10 +19,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from pack_loader import import_file
+
+from scripts import gpu_bundle as bundle
 
 REPO = Path(__file__).resolve().parent.parent
-bundle = import_file("_diffier_gpu_bundle", REPO / "scripts" / "gpu_bundle.py")
 
 SECTIONS = ("checks", "syncs", "kernel", "end_to_end", "samplers")
 CHECKS = ("core_dtypes", "model_dtypes", "routes", "batch_independence", "non_finite")

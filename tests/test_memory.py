@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from pack_loader import import_benchmarks, import_core
+from pack_loader import import_core
+
+from benchmarks.instruments import PeakMemory
 
 core = import_core()
-PeakMemory = import_benchmarks("instruments").PeakMemory
 
 
 def test_peak_memory_counts_allocations_and_releases():

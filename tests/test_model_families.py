@@ -26,6 +26,8 @@ from float_bounds import EPS_F32
 from tiny_families import FAMILIES, Family, make_family
 from tiny_models import make_latent
 
+from benchmarks.instruments import ModelRows
+
 pytestmark = pytest.mark.integration
 
 STEPS = 2
@@ -211,18 +213,10 @@ def test_a_paired_batch_model_evaluates_both_branches_with_inner_guidance_cond(r
     """Hunyuan3Dv2_1's network splits every batch into an (uncond, cond) pair, so with the default
     ``inner_guidance = cond`` (the families above run it) each inner evaluation runs both branches: two model rows
     per evaluation instead of one, and the log says so once per run. Hunyuan3Dv2 (no pairing) stays at one row."""
-    import comfy.patcher_extension
-
     paired = name in pack_module.nodes.comfy_adapter.PAIRED_BATCH_MODELS
     assert paired == (name == "Hunyuan3Dv2_1")
-    rows = [0]
-
-    def count(executor, x, t, *args, **kwargs):
-        rows[0] += x.shape[0]
-        return executor(x, t, *args, **kwargs)
-
-    model = tiny(name).patcher.clone()
-    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "family-test-count", count)
+    rows = ModelRows()
+    model = rows.on(tiny(name).patcher)
     pos, neg = prompts(run_node, name)
     caplog.set_level(logging.INFO, logger="DiffIER")
     out = run_node("KSamplerDiffIER", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler",
@@ -230,7 +224,7 @@ def test_a_paired_batch_model_evaluates_both_branches_with_inner_guidance_cond(r
                    **DIFFIER)
     info = json.loads(out[1])
     assert torch.isfinite(out[0]["samples"]).all() and info["steps_corrected"] == STEPS
-    assert rows[0] == 2 * STEPS + (2 if paired else 1) * info["extra_model_evals"], (rows, info)
+    assert rows.rows == 2 * STEPS + (2 if paired else 1) * info["extra_model_evals"], (rows.rows, info)
     said = [r.getMessage() for r in caplog.records if "evaluates cond and uncond as one pair" in r.getMessage()]
     assert said == ([f"DiffIER: {name} evaluates cond and uncond as one pair, so inner_guidance = cond evaluates both "
                      "branches (two model rows per inner iteration) and uses the conditional one"] if paired else [])

@@ -15,8 +15,9 @@ import json
 
 import pytest
 import torch
-from pack_loader import import_benchmarks
 from tiny_models import make_latent, make_model
+
+from benchmarks.instruments import ModelRows, SyncCounter
 
 pytestmark = pytest.mark.integration
 
@@ -383,7 +384,7 @@ def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step
     Per-run work (reading the initial noise for the seeds, the one copy of the step records) is a
     constant, so the per-step count is the slope between a 4-step and an 8-step run.
     """
-    counter = import_benchmarks("instruments").SyncCounter
+    counter = SyncCounter
     tm = tiny("eps")
     extra = {}
     for steps in (4, 8):
@@ -399,24 +400,15 @@ def test_host_syncs_per_step_in_a_real_run(run_node, pack_module, mode, per_step
 
 def test_inner_guidance_cond_is_the_default_and_costs_one_row_per_iteration(run_node):
     """cond (default) re-evaluates the conditional branch only: B model rows per inner iteration, not 2B."""
-    import comfy.patcher_extension
-
     tm = tiny("eps")
     rows = {}
     outs = {}
     for variant in ("default", "cond", "cfg"):
-        counted = [0]
-
-        def count(executor, x, t, *args, counted=counted, **kwargs):
-            counted[0] += x.shape[0]
-            return executor(x, t, *args, **kwargs)
-
-        m = tm.patcher.clone()
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "count", count)
+        counted = ModelRows()
         extra = {} if variant == "default" else {"inner_guidance": variant}
-        outs[variant], info = ksampler(run_node, tm, node="KSamplerDiffIER", model=m,
+        outs[variant], info = ksampler(run_node, tm, node="KSamplerDiffIER", model=counted.on(tm.patcher),
                                        **{**DIFFIER, "threshold": 0.0}, **extra)
-        rows[variant] = counted[0]
+        rows[variant] = counted.rows
         assert info["extra_model_evals"] == 3 * 4
     assert torch.equal(outs["default"], outs["cond"]) and not torch.equal(outs["cond"], outs["cfg"])
     assert rows["cond"] == 3 * 2 + 3 * 4 * 1     # CFG pass (cond + uncond) + one row per inner iteration

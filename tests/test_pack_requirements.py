@@ -25,9 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLING_ONLY = ("skimage", "sklearn", "mlxtend", "matplotlib", "prdc", "torchmetrics")
 
 _LOAD_PACK = """
-import asyncio, importlib, importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("_ci", sys.argv[1])
-ci = importlib.util.module_from_spec(spec); sys.modules["_ci"] = ci; spec.loader.exec_module(ci)
+import asyncio, importlib, json, sys
+from scripts import comfy_inprocess as ci
 root = ci.bootstrap()
 loop = asyncio.new_event_loop(); asyncio.set_event_loop(loop)
 execution, server, nodes = (importlib.import_module(m) for m in ("execution", "server", "nodes"))
@@ -68,8 +67,8 @@ def _distributions_of(top: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def loaded() -> dict:
-    done = subprocess.run([sys.executable, "-c", _LOAD_PACK, str(REPO_ROOT / "scripts" / "comfy_inprocess.py")],
-                          cwd="/", capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", _LOAD_PACK], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.rsplit("RESULT ", 1)[1])
 

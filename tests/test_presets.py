@@ -26,6 +26,8 @@ import pytest
 import torch
 from tiny_models import make_latent, make_model
 
+from benchmarks.instruments import ModelRows
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,21 +40,6 @@ PRESETS_JSON = REPO / "docs" / "results" / "archive" / "frontier_presets.json"
 @functools.cache
 def tiny():
     return make_model("eps", seed=0)
-
-
-def counting(tm):
-    """A clone of the tiny model whose every ``apply_model`` call adds its batch rows to ``rows[0]``."""
-    import comfy.patcher_extension
-
-    rows = [0]
-
-    def count(executor, x, t, *args, **kwargs):
-        rows[0] += x.shape[0]
-        return executor(x, t, *args, **kwargs)
-
-    m = tm.patcher.clone()
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "preset-test-count", count)
-    return m, rows
 
 
 def sample(run_node, route: str, model, steps: int, seed: int = 3, cfg: float = 4.0, tm=None,
@@ -77,9 +64,9 @@ def sample(run_node, route: str, model, steps: int, seed: int = 3, cfg: float = 
 
 
 def rows_of(run_node, route: str, steps: int, tm=None, **kwargs) -> int:
-    m, rows = counting(tm or tiny())
-    sample(run_node, route, m, steps, tm=tm, **kwargs)
-    return rows[0]
+    rows = ModelRows()
+    sample(run_node, route, rows.on((tm or tiny()).patcher), steps, tm=tm, **kwargs)
+    return rows.rows
 
 
 # -- evaluation counts -------------------------------------------------------------------------------
@@ -95,12 +82,12 @@ def test_each_preset_costs_what_it_promises(pack_module, run_node, route):
         assert plain == 2 * steps
         for name, budget in [*budgets.items(), ("quality", None)]:
             got = rows_of(run_node, route, steps, **DIFFIER, preset=name)
-            m, rows = counting(tiny())
-            out = run_node("KSamplerDiffIER", model=m, seed=3, steps=steps, cfg=4.0, sampler_name="euler",
-                           scheduler="normal", positive=tiny().make_cond(1, seed=1),
+            rows = ModelRows()
+            out = run_node("KSamplerDiffIER", model=rows.on(tiny().patcher), seed=3, steps=steps, cfg=4.0,
+                           sampler_name="euler", scheduler="normal", positive=tiny().make_cond(1, seed=1),
                            negative=tiny().make_cond(1, seed=0), latent_image=make_latent(tiny(), 1), denoise=1.0,
                            **DIFFIER, preset=name)
-            assert got == rows[0] == plain + json.loads(out[1])["extra_model_evals"], (route, name, steps)
+            assert got == rows.rows == plain + json.loads(out[1])["extra_model_evals"], (route, name, steps)
             if budget is None:
                 assert 2 * steps + steps <= got <= 2 * steps + 4 * steps   # ≥ 1 iteration per step, ≤ max_iters
                 assert got > 1.5 * plain   # full DiffIER really is the expensive one here

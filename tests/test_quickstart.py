@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pack_loader import import_from_folder
 from PIL import Image
 from server_harness import ComfyServer
+
+from scripts import queue_workflow as qw
 
 pytestmark = [pytest.mark.integration]
 
@@ -82,14 +83,7 @@ def test_chromium_target_accepts_a_browser_or_says_what_is_wrong(tmp_path):
     assert len(bad.stderr.strip().splitlines()) <= 2, bad.stderr  # one line, plus make's own "Error 1"
 
 
-def _queue_workflow_module():
-    """``scripts/queue_workflow.py`` imported as a submodule of ``scripts/`` loaded by file path (the repository
-    root is never put on sys.path)."""
-    return import_from_folder("_diffier_scripts", REPO_ROOT / "scripts", "queue_workflow")
-
-
 def test_output_folder_is_where_comfyui_saves(comfy_root):
-    qw = _queue_workflow_module()
     root = Path("/x/ComfyUI")
     assert qw.output_folder_from_argv(["main.py", "--port", "8188"], root) == root / "output"
     assert qw.output_folder_from_argv(["main.py", "--output-directory", "/o"], root) == Path("/o")

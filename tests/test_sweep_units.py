@@ -11,25 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pack_loader import import_from_folder
 from PIL import Image
 
+from benchmarks.sweep import client, graph, report, runner
+from benchmarks.sweep import methods as methods_mod
+from benchmarks.sweep import metrics as M
+
 REPO = Path(__file__).resolve().parent.parent
-_PKG = "_diffier_benchmarks_under_test"
-
-
-def sweep(module: str):
-    """``benchmarks/sweep/<module>.py``, loaded by file path (the repository root is not importable in tests); the
-    sweep takes its node ids from ``benchmarks/tuning.py``, so the package is ``benchmarks``."""
-    return import_from_folder(_PKG, REPO / "benchmarks", f"sweep.{module}")
-
-
-M = sweep("metrics")
-methods_mod = sweep("methods")
-graph = sweep("graph")
-runner = sweep("runner")
-report = sweep("report")
-client = sweep("client")
 
 
 def digits() -> dict:

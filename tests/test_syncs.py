@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from pack_loader import import_benchmarks, import_core
+from pack_loader import import_core
+
+from benchmarks.instruments import SyncCounter
 
 core = import_core()
-SyncCounter = import_benchmarks("instruments").SyncCounter
 
 
 def test_counter_sees_host_reads_and_ignores_device_math():

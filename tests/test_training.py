@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from pack_loader import import_training
+
+from training import train_digits
+from training.data import digits as digits_data
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +53,11 @@ def test_train_sr_command_writes_a_model_that_loads_and_samples(comfy_root, pack
 def test_train_digits_writes_both_models(pack_module, run_node, tmp_path):
     """``train_digits`` in this process with the pack's ``demo.models``: 3 diffusion steps and one classifier epoch,
     which already recognises far more test digits than chance."""
-    train_digits = import_training("train_digits")
     args = train_digits.parse_args(["--steps", "3", "--batch", "4", "--clf-epochs", "1", "--threads", "1",
                                     "--out", str(tmp_path / "digits.safetensors"),
                                     "--classifier-out", str(tmp_path / "classifier.safetensors")])
     done = train_digits.run(args, pack_module.demo.models)
     assert done["classifier"]["test_accuracy"] > 0.5          # chance: 0.1
-    digits_data = import_training("data.digits")
     classifier = digits_data.load_classifier(tmp_path / "classifier.safetensors")
     assert isinstance(classifier, digits_data.DigitsClassifier)
     assert [s for s, _ in done["diffusion"]["loss_curve"]] == [1]
@@ -72,7 +72,6 @@ def test_train_digits_writes_both_models(pack_module, run_node, tmp_path):
 def test_the_shipped_classifier_loads_and_recognises_the_test_split():
     """``training/data/digits_classifier.safetensors`` (the benchmarks' digits classifier) scores the held-out split
     far above chance (0.1)."""
-    digits_data = import_training("data.digits")
     split = digits_data.load_split()
     _, probs = digits_data.load_classifier().embed(split["x_test"])
     assert float((probs.argmax(-1) == split["y_test"]).float().mean()) > 0.9

@@ -17,10 +17,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checkpoints import ensure_checkpoints
 from pack_loader import import_file, import_pack_file
 from PIL import Image
 from server_harness import ComfyServer
+
+from scripts.checkpoints import ensure_checkpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

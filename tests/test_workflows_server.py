@@ -1,7 +1,7 @@
 """The shipped API workflows run unchanged on a real ComfyUI server, queued over HTTP and followed on /ws.
 
 The checkpoints are full-size, random-weight models with the real architectures and the exact file
-names the workflows use (``tests/checkpoints.py``); the only change to each workflow is its size and
+names the workflows use (``scripts/checkpoints.py``); the only change to each workflow is its size and
 step count (64×64, 2 steps), to keep CI fast.
 """
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import SD21_EPS, ensure_checkpoints
 from pack_loader import import_pack_file
 from PIL import Image
 from server_harness import ComfyServer, PromptRejected
+
+from scripts.checkpoints import SD21_EPS, ensure_checkpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

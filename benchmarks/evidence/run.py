@@ -471,9 +471,9 @@ def _sharded(command: str, cells: int, seconds: float, max_minutes: float) -> li
 
 def release_models() -> None:
     """ComfyUI's loaded models released (the end of every command)."""
-    from ..harness import inprocess
+    from scripts import comfy_inprocess
 
-    inprocess().release_models()
+    comfy_inprocess.release_models()
 
 
 def released(fn: Callable[[], Any]) -> Any:

@@ -6,5 +6,5 @@
 * :mod:`.sr` — the pack's embedded super-resolution models (digits ×4, photo patches ×2), scored by PSNR.
 
 The learned-model beds reach the demo models through the loaded pack (``Harness.pack.demo.models``) and their data
-through the repository's ``training/`` room (``harness.training``).
+through the repository's ``training/`` room (imported by name, ``scripts/file_loader.py``).
 """

@@ -87,14 +87,15 @@ class _Shared:
     """The booted harness, the model, the conditioning helpers and the classifier's test-split features."""
 
     def __init__(self, harness: Any = None) -> None:
-        from ..harness import Harness, training
+        from training.data import digits as dd
+
+        from ..harness import Harness
 
         self.h = harness or Harness()
         self.dm = self.h.pack.demo.models
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=MODEL_NAME)
-        digits_data = training("data.digits")
-        self.classifier = digits_data.load_classifier()
-        split = digits_data.load_split()
+        self.classifier = dd.load_classifier()
+        split = dd.load_split()
         feats, _ = self.classifier.embed(split["x_test"])
         self.test_features = feats.numpy().astype(np.float64)
         self.test_labels = split["y_test"].numpy()

@@ -129,7 +129,9 @@ class SRBed:
         SRSamples, SRScores)
 
     def __init__(self, testbed: str, sizes: dict[str, PhaseSize], harness: Any = None) -> None:
-        from ..harness import Harness, training
+        from training.data import sr as sr_data
+
+        from ..harness import Harness
 
         if testbed not in MODELS:
             raise ValueError(f"testbed must be one of {sorted(MODELS)}, got {testbed!r}")
@@ -139,7 +141,7 @@ class SRBed:
         self.sizes = sizes
         self.h = harness or Harness()
         self.dm = self.h.pack.demo.models
-        self.sr_data = training("data.sr")
+        self.sr_data = sr_data
         (self.model,) = self.h.run_node("DiffIERDemoModelLoader", model_name=self.model_name)
         self.mconfig = self.model.model.diffier_demo_config
         self._phases: dict[str, PhaseImages] = {}
@@ -151,9 +153,9 @@ class SRBed:
         if self.dataset == "photos":
             return images.reshape(images.shape[0], -1).double().numpy()
         if self._classifier is None:
-            from ..harness import training
+            from training.data import digits as digits_data
 
-            self._classifier = training("data.digits").load_classifier()
+            self._classifier = digits_data.load_classifier()
         feats, _ = self._classifier.embed(images[:, 0])
         return feats.double().numpy()
 

@@ -5,14 +5,13 @@ Each ``workflows/api/<name>.json`` is loaded into the ComfyUI frontend that Comf
 ``app.graph.serialize()`` returns -- exactly what the frontend saves -- is written to ``workflows/<name>.json``.
 
 The server needs the checkpoints under the workflows' file names (so the frontend keeps the combo
-values): it uses the random-weight test checkpoints (``tests/checkpoints.py``; built if missing).
+values): it uses the random-weight test checkpoints (``scripts/checkpoints.py``; built if missing).
 
-    .venv/bin/python workflows/tools/make_ui_workflows.py      # or: make workflows-ui
+    .venv/bin/python -m workflows.tools.make_ui_workflows      # or: make workflows-ui
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -20,27 +19,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from scripts.checkpoints import ensure_checkpoints
+
+from . import frontend
+
 TOOLS = Path(__file__).resolve().parent
 WORKFLOWS = TOOLS.parent
 REPO_ROOT = WORKFLOWS.parent
 log = logging.getLogger("diffier.make_ui_workflows")
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.path.insert(0, str(REPO_ROOT / "tests"))  # the server harness and checkpoint builder
-    from checkpoints import ensure_checkpoints
+    sys.path.insert(0, str(REPO_ROOT / "tests"))  # the server harness
     from server_harness import ComfyServer
 
-    frontend = _load("diffier_frontend", TOOLS / "frontend.py")
     api_files = sorted((WORKFLOWS / "api").glob("*.json"))
     with tempfile.TemporaryDirectory(prefix="diffier-ui-") as tmp:
         input_dir = Path(tmp) / "input"

@@ -1,4 +1,6 @@
-"""Full-size, random-weight checkpoints for the real-server workflow tests, built with ComfyUI's own classes.
+"""Full-size, random-weight checkpoints under the shipped workflows' file names, built with ComfyUI's own classes (the
+real-server workflow tests run the workflows on them; ``workflows/tools/make_ui_workflows.py`` serves them to the
+frontend).
 
 Every file has the real architecture and the exact name the shipped workflows use, so
 ``CheckpointLoaderSimple`` detects it exactly as it detects the real download:
@@ -23,15 +25,14 @@ under a file lock, and cached in ``$DIFFIER_CACHE/test-models/checkpoints`` (def
 
 Usage::
 
-    from checkpoints import ensure_checkpoints
+    from scripts.checkpoints import ensure_checkpoints
     folder = ensure_checkpoints()          # builds what is missing, returns the checkpoints folder
 
-    python tests/checkpoints.py            # build all (same as above)
+    python -m scripts.checkpoints          # build all (same as above)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -41,8 +42,11 @@ import sys
 import time
 from pathlib import Path
 
+from . import comfy_inprocess, comfyui_runtime
+from .sd21_unet import SD21_UNET, VPRED_PROBE_KEY
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-log = logging.getLogger("diffier.tests.checkpoints")
+log = logging.getLogger("diffier.checkpoints")
 
 SD21_V = "v2-1_768-ema-pruned.safetensors"
 SD21_EPS = "v2-1_512-ema-pruned.safetensors"
@@ -50,22 +54,8 @@ X4 = "x4-upscaler-ema.safetensors"
 ALL = (SD21_V, SD21_EPS, X4)
 #: bump to rebuild cached files after a change of the recipe
 RECIPE_VERSION = 1
-
-
-def _load_script(name: str, filename: str):
-    """A module of ``scripts/`` loaded by file path (the repository root is never importable here)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / filename)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_SD21 = _load_script("_diffier_sd21_unet", "sd21_unet.py")
-#: the SD 2.1 768-v UNet as ComfyUI detects it (shared with the benchmarks: ``scripts/sd21_unet.py``)
-SD21_UNET = _SD21.SD21_UNET
-VPRED_KEY = "model.diffusion_model." + _SD21.VPRED_PROBE_KEY
+#: the probe tensor of the SD 2.1 768-v UNet (``scripts/sd21_unet.py``, shared with the benchmarks)
+VPRED_KEY = "model.diffusion_model." + VPRED_PROBE_KEY
 
 # stablediffusion's x4-upscaling.yaml: attention_resolutions [2, 4, 8], channel_mult [1, 2, 2, 4]
 X4_UNET = {
@@ -89,12 +79,6 @@ def cache_dir() -> Path:
     return root / "test-models" / "checkpoints"
 
 
-def _lock(path: Path):
-    """The runtime script's inter-process file lock (``scripts/comfyui_runtime.py``, loaded by file path)."""
-    # the name scripts/comfy_inprocess.py registers it under
-    return _load_script("_diffier_comfyui_runtime", "comfyui_runtime.py").file_lock(path)
-
-
 def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".built.json")
 
@@ -110,7 +94,7 @@ def ensure_checkpoints(names: tuple[str, ...] = ALL, timeout: float = 1200.0) ->
     """Build the missing checkpoints (each in a subprocess, under a lock); return their folder."""
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    with _lock(folder / ".build.lock"):
+    with comfyui_runtime.file_lock(folder / ".build.lock"):
         for name in names:
             path = folder / name
             if _is_built(path):
@@ -124,7 +108,7 @@ def ensure_checkpoints(names: tuple[str, ...] = ALL, timeout: float = 1200.0) ->
 def _build_in_subprocess(name: str, path: Path, timeout: float) -> None:
     start = time.monotonic()
     log.info("building %s (full size, random weights) ...", name)
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--build", name, str(path)], check=True,
+    subprocess.run([sys.executable, "-m", "scripts.checkpoints", "--build", name, str(path)], check=True,
                    timeout=timeout, cwd=str(REPO_ROOT))
     elapsed = time.monotonic() - start
     _stamp(path).write_text(json.dumps({"recipe": RECIPE_VERSION, "seconds": round(elapsed, 1),
@@ -161,12 +145,7 @@ def _randomize(module, seed: int, overrides: dict | None = None) -> None:
 
 
 def _bootstrap_comfy():
-    spec = importlib.util.spec_from_file_location("_diffier_comfy_inprocess", REPO_ROOT / "scripts" /
-                                                  "comfy_inprocess.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    module.bootstrap()
+    comfy_inprocess.bootstrap()
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
