@@ -292,7 +292,8 @@ def test_old_api_workflow_and_presets_on_a_real_server():
     ``at_cfg_1 = skip``; ``balanced`` runs with one extra evaluation per step; at cfg 1 the old prompt is plain
     sampling and says so, ``at_cfg_1 = correct`` corrects; a bad preset or at_cfg_1 is a 400 naming the input."""
     from safetensors.torch import load_file
-    from server_harness import ComfyServer, PromptRejected
+
+    from scripts.comfy_server import ComfyServer, PromptRejected
 
     runs = {"old": {}, "quality": {"preset": "quality"}, "skip": {"at_cfg_1": "skip"},
             "balanced": {"preset": "balanced"}, "cfg1_old": {"cfg": 1.0},

@@ -2,7 +2,7 @@
 example — queue a shipped demo workflow on a real ComfyUI server with one command and find its images.
 
 The server is ComfyUI 0.3.75 started exactly as ``make serve`` starts it (``scripts.comfyui_runtime --serve``,
-through tests/server_harness.py), the command is ``python -m scripts.queue_workflow <workflow>`` run as a
+through scripts/comfy_server.py), the command is ``python -m scripts.queue_workflow <workflow>`` run as a
 subprocess, and the workflows are the shipped files, unchanged (their models ship in ``demo/weights/``).
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from server_harness import ComfyServer
 
 from scripts import queue_workflow as qw
+from scripts.comfy_server import ComfyServer
 
 pytestmark = [pytest.mark.integration]
 

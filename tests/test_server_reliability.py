@@ -22,7 +22,8 @@ import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from server_harness import ComfyServer, PromptFailed, PromptRejected
+
+from scripts.comfy_server import ComfyServer, PromptFailed, PromptRejected
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from server_harness import ComfyServer, free_port, start_all
+
+from scripts.comfy_server import ComfyServer, free_port, start_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

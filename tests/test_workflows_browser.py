@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from pack_loader import import_file, import_pack_file
 from PIL import Image
-from server_harness import ComfyServer
 
 from scripts.checkpoints import ensure_checkpoints
+from scripts.comfy_server import ComfyServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

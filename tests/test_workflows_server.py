@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from pack_loader import import_pack_file
 from PIL import Image
-from server_harness import ComfyServer, PromptRejected
 
 from scripts.checkpoints import SD21_EPS, ensure_checkpoints
+from scripts.comfy_server import ComfyServer, PromptRejected
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from scripts.checkpoints import ensure_checkpoints
+from scripts.comfy_server import ComfyServer
 
 from . import frontend
 
@@ -31,9 +31,6 @@ log = logging.getLogger("diffier.make_ui_workflows")
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.path.insert(0, str(REPO_ROOT / "tests"))  # the server harness
-    from server_harness import ComfyServer
-
     api_files = sorted((WORKFLOWS / "api").glob("*.json"))
     with tempfile.TemporaryDirectory(prefix="diffier-ui-") as tmp:
         input_dir = Path(tmp) / "input"

@@ -1,6 +1,7 @@
 """A real ComfyUI server in a subprocess, driven over its HTTP and WebSocket API (127.0.0.1 only).
 
-Reusable by any test that needs a live server (workflow, browser, load and soak tests)::
+For the tests that need a live server (workflow, browser, load and soak tests) and the UI workflow regeneration
+(``workflows/tools/make_ui_workflows.py``)::
 
     with ComfyServer(models_dir=..., input_dir=..., output_dir=...) as server:
         result = server.run(api_prompt, timeout=300)      # POST /prompt, follow /ws, GET /history
@@ -37,7 +38,7 @@ import websocket
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-log = logging.getLogger("diffier.tests.server")
+log = logging.getLogger("diffier.comfy_server")
 
 __all__ = ["ComfyServer", "PromptRejected", "PromptFailed", "RunResult", "free_port", "start_all"]
 
