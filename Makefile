@@ -18,7 +18,7 @@ COMPAT_TESTS ?= tests/test_comfy_adapter.py tests/test_samplers_grad_modes.py te
 CHROMIUM_APT := apt-get install -y --no-install-recommends chromium
 CHROMIUM_CANDIDATES ?= /usr/bin/chromium /usr/bin/chromium-browser /usr/bin/google-chrome
 
-.PHONY: venv venv-serve runtime serve test lint clean workflows-ui chromium fresh-test
+.PHONY: venv venv-serve runtime serve test test-fast lint clean workflows-ui chromium fresh-test
 
 venv: $(TEST_STAMP)
 
@@ -59,6 +59,11 @@ serve: runtime
 
 test: chromium venv runtime
 	$(PY) -m pytest -q $(if $(COMFYUI_PATH),$(COMPAT_TESTS),tests) $(PYTEST_ARGS)
+
+# The tests that need no ComfyUI (pure math, torch only, the tools' logic): nothing provisioned, nothing of ComfyUI
+# imported (tests/conftest.py --without-comfyui; tests marked `integration` are left out).
+test-fast: venv
+	$(PY) -m pytest -q --without-comfyui tests $(PYTEST_ARGS)
 
 # A new user's `make test`: clone the committed HEAD into a temporary folder and run `make test` there
 # with nothing reused (its own .venv and .cache, no pip cache); prints the pytest summary and the time.
