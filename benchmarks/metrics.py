@@ -4,7 +4,7 @@ numpy only at import time (the sweep uses :func:`frechet_distance` without torch
 imported inside the functions that need them.
 
 * :func:`frechet_distance` — the one Fréchet distance of the repository (Gaussians fitted with sample
-  covariances, ``N − 1``), used by every testbed and by ``benchmarks.sweep``;
+  covariances, ``N − 1``), used by every testbed and by the sweep (``sweep/``);
 * :func:`fd_infinity` — FD extrapolated to infinitely many samples (FD at several subset sizes, linear fit in
   ``1/N``, the intercept; Chong & Forsyth 2020);
 * :func:`polynomial_kernel`, :func:`kid` — the kernel inception distance: the unbiased MMD² with the cubic

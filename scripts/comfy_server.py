@@ -6,12 +6,14 @@ For the tests that need a live server (workflow, browser, load and soak tests) a
     with ComfyServer(models_dir=..., input_dir=..., output_dir=...) as server:
         result = server.run(api_prompt, timeout=300)      # POST /prompt, follow /ws, GET /history
         result.outputs["7"]["images"]                     # the history entry's outputs
+        server.client.get_json("/queue")                  # any other call: the repository's one client
         server.log_text()                                 # everything the server printed
 
 The server is ``python -m scripts.comfyui_runtime --serve`` (ComfyUI 0.3.75 with this pack linked in,
 ``--cpu`` without CUDA) on a free port, with models read from ``models_dir`` (an extra model paths
 config: ``models_dir/checkpoints``, ``models_dir/vae``, ...), and input, output, temp and user folders
-outside the ComfyUI tree. stdout and stderr go to ``log_path``. Every wait is bounded.
+outside the ComfyUI tree. stdout and stderr go to ``log_path``. Every wait is bounded. Its ``client`` is
+``scripts/comfy_http.py``'s ``ComfyClient``; a refused prompt raises that module's ``PromptRejected``.
 """
 
 from __future__ import annotations
@@ -26,30 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import websocket
+
+from .comfy_http import ComfyClient, execution_error, is_last_message, prompt_message
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 log = logging.getLogger("diffier.comfy_server")
 
-__all__ = ["ComfyServer", "PromptRejected", "PromptFailed", "RunResult", "free_port", "start_all"]
-
-
-class PromptRejected(Exception):
-    """POST /prompt answered with an error (validation): ``status`` and the decoded ``body``."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        self.status = status
-        self.body = body
-        super().__init__(f"/prompt rejected with HTTP {status}: {json.dumps(body)[:2000]}")
+__all__ = ["ComfyServer", "PromptFailed", "RunResult", "free_port", "start_all"]
 
 
 class PromptFailed(Exception):
@@ -134,6 +125,7 @@ class ComfyServer:
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.port: int | None = None
+        self.client: ComfyClient | None = None    # once launched
         self.proc: subprocess.Popen | None = None
         self._log_fh = None
 
@@ -165,6 +157,7 @@ class ComfyServer:
             d.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.client = ComfyClient(self.url, timeout=60.0)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._log_fh = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.command(), cwd=str(REPO_ROOT), stdout=self._log_fh,
@@ -179,13 +172,9 @@ class ComfyServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting; log:\n"
                                    f"{self.log_text()[-6000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/system_stats", timeout=5) as r:
-                    if r.status == 200:
-                        log.info("ComfyUI is serving on %s", self.url)
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+            if self.client.alive():
+                log.info("ComfyUI is serving on %s", self.url)
+                return self
             time.sleep(0.5)
         self.stop()
         raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s; log:\n{self.log_text()[-6000:]}")
@@ -231,67 +220,20 @@ class ComfyServer:
         except OSError:
             return ""
 
-    # -- HTTP ---------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
-        """``(status, decoded JSON or text)``; HTTP errors are returned, not raised."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw.decode(errors="replace")
-
-    def get_json(self, path: str, timeout: float = 60.0) -> Any:
-        status, body = self.request("GET", path, timeout=timeout)
-        if status != 200:
-            raise RuntimeError(f"GET {path} -> HTTP {status}: {body}")
-        return body
-
-    def queue(self, prompt: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
-        """POST /prompt; returns the prompt id or raises :class:`PromptRejected`."""
-        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
-        if extra_data:
-            body["extra_data"] = extra_data
-        status, answer = self.request("POST", "/prompt", body)
-        if status != 200 or not isinstance(answer, dict) or answer.get("node_errors"):
-            raise PromptRejected(status, answer)
-        return answer["prompt_id"]
-
-    def history(self, prompt_id: str) -> dict | None:
-        return self.get_json(f"/history/{urllib.parse.quote(prompt_id)}").get(prompt_id)
-
-    def wait_history(self, prompt_id: str, timeout: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self.history(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None:
-                return entry
-            time.sleep(0.25)
-        raise PromptFailed(f"no /history entry for {prompt_id} within {timeout:.0f} s")
-
-    def connect_ws(self, client_id: str, timeout: float = 30.0) -> websocket.WebSocket:
-        ws = websocket.create_connection(f"ws://{HOST}:{self.port}/ws?clientId={client_id}", timeout=timeout)
-        return ws
-
+    # -- one prompt -------------------------------------------------------------------------------
     def run(self, prompt: dict, timeout: float = 600.0, on_message=None) -> RunResult:
         """Queue ``prompt``, follow it on ``/ws`` until it finishes, and return its ``/history`` entry.
 
-        Raises :class:`PromptRejected` (validation), :class:`PromptFailed` (execution error, timeout or
+        Raises ``comfy_http.PromptRejected`` (validation), :class:`PromptFailed` (execution error, timeout or
         a dead server). ``on_message(msg)`` sees every JSON message of this prompt.
         """
         client_id = uuid.uuid4().hex
         start = time.monotonic()
         deadline = start + timeout
-        ws = self.connect_ws(client_id)
+        ws = self.client.connect(client_id, timeout=30.0)
         messages: list[dict] = []
         try:
-            prompt_id = self.queue(prompt, client_id)
+            prompt_id = self.client.queue_prompt(prompt, client_id)
             while True:
                 if time.monotonic() > deadline:
                     raise PromptFailed(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
@@ -299,30 +241,24 @@ class ComfyServer:
                     raise PromptFailed(f"the server died while running {prompt_id}:\n{self.log_text()[-6000:]}")
                 ws.settimeout(max(1.0, min(10.0, deadline - time.monotonic())))
                 try:
-                    frame = ws.recv()
+                    msg = prompt_message(ws.recv(), prompt_id)
                 except websocket.WebSocketTimeoutException:
                     continue
-                if not isinstance(frame, str):
-                    continue  # binary frames: latent previews
-                msg = json.loads(frame)
-                data = msg.get("data") or {}
-                if data.get("prompt_id") not in (None, prompt_id):
+                if msg is None:
                     continue
                 messages.append(msg)
                 if on_message is not None:
                     on_message(msg)
-                kind = msg.get("type")
-                if kind == "execution_error":
-                    raise PromptFailed(f"prompt {prompt_id} failed: {json.dumps(data)[:4000]}")
-                if kind == "execution_success" or (kind == "executing" and data.get("node") is None
-                                                   and data.get("prompt_id") == prompt_id):
+                if is_last_message(msg, prompt_id):
                     break
         finally:
             ws.close()
-        entry = self.wait_history(prompt_id, timeout=max(10.0, deadline - time.monotonic()))
+        entry = self.client.wait_history(prompt_id, max(10.0, deadline - time.monotonic()))
+        if entry is None:
+            raise PromptFailed(f"no /history entry for {prompt_id} within {timeout:.0f} s")
         status = entry.get("status", {})
         if status.get("status_str") != "success":
-            raise PromptFailed(f"prompt {prompt_id} ended with {json.dumps(status)[:4000]}")
+            raise PromptFailed(f"prompt {prompt_id} failed: {execution_error(status)}")
         return RunResult(prompt_id, entry, messages, time.monotonic() - start)
 
     def output_file(self, image: dict) -> Path:

@@ -27,7 +27,7 @@ from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the top-level folders of tooling that are packages, importable by their names
-TOOLING_ROOMS = ("benchmarks", "scripts", "training")
+TOOLING_ROOMS = ("benchmarks", "scripts", "sweep", "training")
 
 __all__ = ["REPO_ROOT", "TOOLING_ROOMS", "ToolingRooms", "import_file", "import_folder", "use_rooms"]
 
@@ -71,8 +71,8 @@ def import_folder(name: str, folder: Path) -> ModuleType:
 
 
 class ToolingRooms(importlib.abc.MetaPathFinder):
-    """Finds the tooling rooms (``benchmarks``, ``scripts``, ``training``) by name in the repository's folder; their
-    submodules are then found inside the package as usual.
+    """Finds the tooling rooms (``benchmarks``, ``scripts``, ``sweep``, ``training``) by name in the repository's
+    folder; their submodules are then found inside the package as usual.
 
     Args:
         root: the repository's folder.

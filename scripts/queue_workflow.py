@@ -6,14 +6,14 @@ Usage (with ``make serve`` running in another terminal)::
     .venv/bin/python -m scripts.queue_workflow workflows/demo_sr_api.json --server 127.0.0.1:8190
     .venv/bin/python -m scripts.queue_workflow workflows/demo_digits_api.json --set 4.batch_size=4 --set 5.cfg=5
 
-Standard library only (it runs in the ``make serve`` environment). Images a ``LoadImage`` node names are
-uploaded first (``POST /upload/image``) from ``workflows/input/`` when they are there, so the demo
-workflows run on any server. The prompt goes to ``POST /prompt``; a validation error is printed per node
-and input and the exit status is 1. Then ``/history/<prompt_id>`` is polled until the prompt finishes,
-and every saved image is printed as a path: ComfyUI's output folder is ``--output-directory`` when the
-server was started with it, otherwise ``output/`` inside the ComfyUI tree (for ``make serve``:
-``.cache/comfyui-0.3.75/output/``, or ``$COMFYUI_PATH/output``). Text outputs (KSampler (DiffIER)'s
-summary) are printed too.
+Standard library only (it runs in the ``make serve`` environment; it speaks to the server through
+``scripts/comfy_http.py``). Images a ``LoadImage`` node names are uploaded first (``POST /upload/image``) from
+``workflows/input/`` when they are there, so the demo workflows run on any server. The prompt goes to
+``POST /prompt``; a validation error is printed per node and input and the exit status is 1. Then
+``/history/<prompt_id>`` is polled until the prompt finishes, and every saved image is printed as a path: ComfyUI's
+output folder is ``--output-directory`` when the server was started with it, otherwise ``output/`` inside the
+ComfyUI tree (for ``make serve``: ``.cache/comfyui-0.3.75/output/``, or ``$COMFYUI_PATH/output``). Text outputs
+(KSampler (DiffIER)'s summary) are printed too.
 """
 
 from __future__ import annotations
@@ -24,13 +24,9 @@ import logging
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 from pathlib import Path
-from typing import Any
 
+from .comfy_http import ComfyClient, PromptRejected, RequestFailed, ServerDown, execution_error, rejection_lines
 from .comfyui_runtime import COMFYUI_VERSION, cache_root
 
 logger = logging.getLogger("diffier.queue_workflow")
@@ -46,29 +42,9 @@ class QueueError(RuntimeError):
     """The workflow could not be queued or did not finish; the message says why."""
 
 
-def _request(server: str, method: str, path: str, data: bytes | None = None,
-             headers: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, Any]:
-    """``(status, decoded JSON or text)`` of one HTTP request; HTTP errors are returned, not raised.
-
-    Args:
-        server: ``host:port``.
-        method, path: the request line.
-        data: the body, if any.
-        headers: request headers.
-        timeout: seconds to wait for the answer.
-    """
-    req = urllib.request.Request(f"http://{server}{path}", data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-        raise QueueError(f"no ComfyUI server answers at http://{server} ({e}); start one with `make serve`") from e
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+def _client(server: str) -> ComfyClient:
+    """The client of ``host:port`` (60 s per request)."""
+    return ComfyClient(server, timeout=60.0)
 
 
 def load_api_workflow(path: Path) -> dict:
@@ -93,16 +69,6 @@ def load_api_workflow(path: Path) -> dict:
     return prompt
 
 
-def _multipart(field: str, filename: str, payload: bytes, extra: dict[str, str]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in extra.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + payload + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def upload_inputs(server: str, prompt: dict, input_dir: Path = INPUT_DIR) -> list[str]:
     """Upload every image a ``LoadImage`` node names that exists in ``input_dir``; return their names.
 
@@ -111,7 +77,7 @@ def upload_inputs(server: str, prompt: dict, input_dir: Path = INPUT_DIR) -> lis
         prompt: the API prompt.
         input_dir: where the workflow's input images are (``workflows/input/``).
     """
-    uploaded = []
+    client, uploaded = _client(server), []
     for node in prompt.values():
         name = node.get("inputs", {}).get("image")
         if node.get("class_type") != "LoadImage" or not isinstance(name, str):
@@ -119,26 +85,14 @@ def upload_inputs(server: str, prompt: dict, input_dir: Path = INPUT_DIR) -> lis
         local = input_dir / name
         if not local.is_file():
             continue  # expected in the server's own input folder
-        body, ctype = _multipart("image", local.name, local.read_bytes(), {"overwrite": "true", "type": "input"})
-        status, answer = _request(server, "POST", "/upload/image", body, {"Content-Type": ctype})
-        if status != 200:
-            raise QueueError(f"uploading {local} failed: HTTP {status} {answer}")
+        try:
+            client.upload_image(local)
+        except RequestFailed as e:
+            raise QueueError(f"uploading {local} failed: HTTP {e.status} {e.body}") from e
         logger.info("uploaded %s to the server's input folder", local.relative_to(REPO_ROOT)
                     if local.is_relative_to(REPO_ROOT) else local)
         uploaded.append(name)
     return uploaded
-
-
-def _format_node_errors(body: Any) -> str:
-    if not isinstance(body, dict):
-        return str(body)
-    lines = [str(body.get("error", {}).get("message", "the server rejected the prompt"))]
-    for node_id, entry in (body.get("node_errors") or {}).items():
-        for err in entry.get("errors", []):
-            name = err.get("extra_info", {}).get("input_name", "?")
-            lines.append(f"  node {node_id} ({entry.get('class_type')}), input {name}: {err.get('message')}"
-                         f" [{err.get('details')}]")
-    return "\n".join(lines)
 
 
 def queue_and_wait(server: str, prompt: dict, timeout: float = 1800.0, poll: float = 1.0) -> dict:
@@ -153,26 +107,18 @@ def queue_and_wait(server: str, prompt: dict, timeout: float = 1800.0, poll: flo
     Raises:
         QueueError: rejected (validation errors listed per node and input), failed or timed out.
     """
-    body = json.dumps({"prompt": prompt, "client_id": uuid.uuid4().hex}).encode()
-    status, answer = _request(server, "POST", "/prompt", body, {"Content-Type": "application/json"})
-    if status != 200 or not isinstance(answer, dict) or answer.get("node_errors"):
-        raise QueueError(f"rejected (HTTP {status}):\n{_format_node_errors(answer)}")
-    prompt_id = answer["prompt_id"]
+    client = _client(server)
+    try:
+        prompt_id = client.queue_prompt(prompt)
+    except PromptRejected as e:
+        raise QueueError(f"rejected (HTTP {e.status}):\n" + "\n  ".join(rejection_lines(e.body))) from e
     logger.info("queued as %s; waiting (up to %.0f s)", prompt_id, timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, history = _request(server, "GET", f"/history/{urllib.parse.quote(prompt_id)}")
-        entry = history.get(prompt_id) if status == 200 and isinstance(history, dict) else None
-        if entry and entry.get("status", {}).get("completed") is not None:
-            run = entry["status"]
-            if run.get("status_str") != "success":
-                errors = [m[1] for m in run.get("messages", []) if m and m[0] == "execution_error"]
-                detail = "; ".join(f"node {e.get('node_id')} ({e.get('node_type')}): {e.get('exception_message')}"
-                                   for e in errors) or json.dumps(run)[:2000]
-                raise QueueError(f"prompt {prompt_id} failed: {detail}")
-            return entry
-        time.sleep(poll)
-    raise QueueError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+    entry = client.wait_history(prompt_id, timeout, poll)
+    if entry is None:
+        raise QueueError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+    if entry["status"].get("status_str") != "success":
+        raise QueueError(f"prompt {prompt_id} failed: {execution_error(entry['status'])}")
+    return entry
 
 
 def runtime_root() -> Path:
@@ -208,8 +154,7 @@ def output_folder(server: str) -> Path:
     Args:
         server: ``host:port``.
     """
-    status, stats = _request(server, "GET", "/system_stats")
-    argv = stats.get("system", {}).get("argv", []) if status == 200 and isinstance(stats, dict) else []
+    argv = _client(server).probe().get("system", {}).get("argv", [])
     return output_folder_from_argv([str(a) for a in argv], runtime_root())
 
 
@@ -272,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = output_folder(args.server)
     except QueueError as e:
         logger.error("%s: %s", args.workflow, e)
+        return 1
+    except ServerDown as e:
+        logger.error("%s: %s; start a server with `make serve`", args.workflow, e)
         return 1
     logger.info("finished in %.1f s", time.monotonic() - start)
     for out in entry.get("outputs", {}).values():

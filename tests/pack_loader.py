@@ -2,8 +2,8 @@
 tooling rooms by name.
 
 Importing this module finds ``scripts/`` in the repository's folder (the standard path finder, given that folder
-alone) and hands over to ``scripts/file_loader.py``, the repository's one loader: from then on ``benchmarks``,
-``scripts`` and ``training`` import by name and the repository root is off ``sys.path``.
+alone) and hands over to ``scripts/file_loader.py``, the repository's one loader: from then on the tooling rooms
+(``benchmarks``, ``scripts``, ``sweep``, ``training``) import by name and the repository root is off ``sys.path``.
 """
 
 from __future__ import annotations

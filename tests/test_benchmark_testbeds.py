@@ -51,10 +51,11 @@ def test_only_tuning_declares_the_methods_node_ids():
     # the scan finds a declaration where there is one
     assert _node_id_literals('ANCHOR = ("APG", {"eta": 1.0})\n"""APG in prose is fine."""', ids) == [(1, "APG")]
     path = REPO / "benchmarks" / "tuning.py"
-    found = {str(p.relative_to(REPO)): hits for p in sorted((REPO / "benchmarks").rglob("*.py")) if p != path
+    files = sorted(p for room in ("benchmarks", "sweep") for p in (REPO / room).rglob("*.py"))
+    found = {str(p.relative_to(REPO)): hits for p in files if p != path
              for hits in [_node_id_literals(p.read_text(), ids)] if hits}
     assert found == {}, f"node ids declared outside benchmarks/tuning.py: {found}"
-    methods = _bench("sweep.methods")
+    methods = importlib.import_module("sweep.methods")
     assert {node for node, _ in methods.ALIASES.values()} <= ids and methods.DIFFIER_NODE == tuning.NODE_IDS["diffier"]
     grids = tuning.method_grids(quick=False)
     assert {n for g in grids.values() for s in g for n, _ in s.patches} == set(tuning.NODE_IDS.values())

@@ -2,13 +2,14 @@
 
 * ``diffier_core/`` imports nothing from ComfyUI and nothing else of the pack.
 * Product code (``__init__.py``, ``nodes/``, ``demo/``, ``diffier_core/``) never imports the tooling
-  (``benchmarks``, ``scripts``, ``tests``, ``workflows``), and reaches the rest of the pack only by relative
-  imports (ComfyUI has its own top-level ``nodes`` module).
+  (``benchmarks``, ``scripts``, ``sweep``, ``tests``, ``training``, ``workflows``), and reaches the rest of the pack
+  only by relative imports (ComfyUI has its own top-level ``nodes`` module).
 * ``nodes/`` never imports ``demo/``; ``demo/`` uses ``nodes/`` only through its ComfyUI adapter.
 * ComfyUI is imported only where :data:`COMFY_IMPORTERS` says (the adapter owns the nodes' touch points).
-* The tooling (``benchmarks``, ``scripts``, ``training``, ``workflows``) never imports the tests, and reaches the
-  pack only as ComfyUI loads it (never ``import diffier_core`` or ``import demo`` from the repository root, never a
-  pack file by its path).
+* The tooling (``benchmarks``, ``scripts``, ``sweep``, ``training``, ``workflows``) never imports the tests, reaches
+  the pack only as ComfyUI loads it (never ``import diffier_core`` or ``import demo`` from the repository root, never
+  a pack file by its path), and imports only the tooling rooms :data:`ALLOWED_TOOLING` gives it (``scripts`` imports
+  no other room, so every room may import it).
 * Nothing puts the repository root on ``sys.path``.
 
 Every ``import``/``from`` statement counts, also those inside functions, and so do
@@ -31,7 +32,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT_ROOMS = ("diffier_core", "nodes", "demo")
-TOOLING = ("benchmarks", "scripts", "tests", "training", "workflows")
+TOOLING = ("benchmarks", "scripts", "sweep", "tests", "training", "workflows")
 #: top-level modules of a ComfyUI tree (``nodes`` there is ComfyUI's, never this pack's)
 COMFY_MODULES = frozenset({"comfy", "comfy_api", "comfy_extras", "comfy_execution", "comfy_config", "folder_paths",
                            "nodes", "server", "execution", "node_helpers", "latent_preview", "comfyui_version",
@@ -47,6 +48,14 @@ ALLOWED_INTERNAL: dict[str, tuple[str, ...]] = {
     "diffier_core": ("diffier_core",),
     "nodes": ("nodes", "diffier_core"),
     "demo": ("demo", "diffier_core", "nodes.comfy_adapter"),
+}
+#: the tooling rooms each tooling room may import (itself included; ``tests`` may import everything)
+ALLOWED_TOOLING: dict[str, tuple[str, ...]] = {
+    "scripts": ("scripts",),
+    "training": ("training", "scripts"),
+    "benchmarks": ("benchmarks", "training", "scripts"),
+    "sweep": ("sweep", "benchmarks", "scripts"),
+    "workflows": ("workflows", "scripts"),
 }
 #: ``scripts/file_loader.py``'s loaders: ``(name, path)``, the path their second argument
 LOADERS = ("import_file", "import_folder")
@@ -203,6 +212,8 @@ def violations(source: str, rel: Path, root: Path = REPO, tests_only: frozenset[
                              f"repository root)")
             elif top in PACK_ROOMS_BY_NAME and not imp.relative and not imp.by_path:
                 found.append(f"{at}: the tooling loads the pack as ComfyUI loads it, never by name")
+            elif top in TOOLING and top not in ALLOWED_TOOLING[room]:
+                found.append(f"{at}: {room} may import only the tooling rooms {', '.join(ALLOWED_TOOLING[room])}")
             continue
         if not imp.relative:
             if top in COMFY_MODULES and where not in COMFY_IMPORTERS:
@@ -278,6 +289,11 @@ _LOADER = ("from pathlib import Path\nfrom scripts.file_loader import import_fil
      "the repository root is never on sys.path"),
     ("tests/x.py", "import sys\nsys.path.insert(0, '.')\n", "the repository root is never on sys.path"),
     ("nodes/x.py", "import sys\nsys.path.append('benchmarks')\n", "never the tooling"),
+    ("scripts/x.py", "from sweep.client import Session\n", "scripts may import only the tooling rooms scripts"),
+    ("benchmarks/x.py", "def f():\n    from sweep import methods\n", "benchmarks may import only"),
+    ("training/x.py", "import benchmarks.metrics\n", "training may import only"),
+    ("workflows/tools/x.py", f"{_LOADER}import_file('m', REPO.parent / 'benchmarks' / 'metrics.py')\n",
+     "workflows may import only the tooling rooms workflows, scripts"),
 ])
 def test_a_broken_rule_is_reported(rel, source, expected):
     found = violations(source, Path(rel))
@@ -296,6 +312,9 @@ def test_a_broken_rule_is_reported(rel, source, expected):
     ("__init__.py", "def f():\n    from .nodes import NODES\n    from .demo import DEMO_NODES\n"),
     ("benchmarks/x.py", "from benchmarks import tuning\nimport comfy.samplers\n"),
     ("benchmarks/x.py", "from training.data import digits\nfrom scripts import comfy_inprocess\n"),
+    ("sweep/x.py", "from benchmarks.tuning import NODE_IDS\nfrom scripts.comfy_http import ComfyClient\n"
+     "from . import graph\n"),
+    ("workflows/tools/x.py", "from scripts.comfy_server import ComfyServer\nfrom . import frontend\n"),
     ("workflows/tools/x.py", "from pathlib import Path\nfrom scripts.file_loader import import_file\n"
      "frontend = import_file('f', Path(__file__).resolve().parent / 'frontend.py')\n"),
     ("tests/x.py", f"{_LOADER}import_file('f', REPO / 'workflows' / 'tools' / 'frontend.py')\n"

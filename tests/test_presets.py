@@ -293,7 +293,8 @@ def test_old_api_workflow_and_presets_on_a_real_server():
     sampling and says so, ``at_cfg_1 = correct`` corrects; a bad preset or at_cfg_1 is a 400 naming the input."""
     from safetensors.torch import load_file
 
-    from scripts.comfy_server import ComfyServer, PromptRejected
+    from scripts.comfy_http import PromptRejected
+    from scripts.comfy_server import ComfyServer
 
     runs = {"old": {}, "quality": {"preset": "quality"}, "skip": {"at_cfg_1": "skip"},
             "balanced": {"preset": "balanced"}, "cfg1_old": {"cfg": 1.0},
@@ -314,7 +315,7 @@ def test_old_api_workflow_and_presets_on_a_real_server():
         assert not torch.equal(latents["cfg1_old"], latents["cfg1_correct"])
         for bad in ({"preset": "turbo"}, {"at_cfg_1": "always"}):
             with pytest.raises(PromptRejected) as info:
-                server.queue(_digits_prompt("preset_bad", **bad))
+                server.client.queue_prompt(_digits_prompt("preset_bad", **bad))
             assert info.value.status == 400
             errors = info.value.body["node_errors"]["5"]["errors"]
             (name, value), = bad.items()

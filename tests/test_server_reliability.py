@@ -23,7 +23,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scripts.comfy_server import ComfyServer, PromptFailed, PromptRejected
+from scripts.comfy_http import PromptRejected
+from scripts.comfy_server import ComfyServer, PromptFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -85,7 +86,7 @@ def test_bad_input_is_a_validation_error_naming_the_input(server, name, value):
     prompt = digits_prompt()
     prompt["5"]["inputs"][name] = value
     with pytest.raises(PromptRejected) as info:
-        server.queue(prompt)
+        server.client.queue_prompt(prompt)
     assert info.value.status == 400
     errors = info.value.body["node_errors"]["5"]["errors"]
     assert name in json.dumps(errors), errors
@@ -137,7 +138,7 @@ def test_interrupt_stops_promptly_and_next_prompt_succeeds(server):
         kind = msg.get("type")
         if kind == "progress" and "progress" not in seen:
             seen["progress"] = time.monotonic()
-            server.request("POST", "/interrupt", {})
+            server.client.request("POST", "/interrupt", {})
             seen["interrupt_sent"] = time.monotonic()
         if kind == "execution_interrupted":
             seen["interrupted"] = time.monotonic()

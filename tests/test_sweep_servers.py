@@ -1,4 +1,4 @@
-"""``python -m benchmarks.sweep`` against real ComfyUI servers.
+"""``python -m sweep`` against real ComfyUI servers.
 
 Two servers with the pack (and a third without it) on their own ports; the workflow is the shipped
 ``workflows/demo_digits_api.json`` (the embedded digits model, no download), made small (batch 1, few
@@ -44,7 +44,7 @@ def digits_workflow(path: Path) -> Path:
 
 
 def sweep_cmd(servers: list[str], workflow: Path, out: Path, *extra: str, methods=METHODS) -> list[str]:
-    cmd = [sys.executable, "-m", "benchmarks.sweep", "--workflow", str(workflow), "--out", str(out),
+    cmd = [sys.executable, "-m", "sweep", "--workflow", str(workflow), "--out", str(out),
            "--cfg", ",".join(map(str, OMEGAS)), "--seeds", ",".join(map(str, SEEDS)), "--prompt-input", "2.digit",
            "--no-progress", "--job-timeout", "300", *extra]
     for url in servers:
@@ -69,7 +69,7 @@ def events(out: Path) -> list[dict]:
 
 def history_jobs(server: ComfyServer) -> list[str]:
     """The sweep job ids of every prompt in the server's own /history (from the prompt's extra_data)."""
-    return [entry["prompt"][3].get("diffier_sweep_job") for entry in server.get_json("/history").values()]
+    return [entry["prompt"][3].get("diffier_sweep_job") for entry in server.client.get_json("/history").values()]
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +91,10 @@ def test_a_job_stuck_on_a_busy_server_times_out_and_moves(servers, tmp_path):
     blocker = json.loads(wf.read_text())  # someone else's long prompt occupies A (A gets the CPU last)
     blocker["5"]["inputs"].update(steps=10000, seed=123)
     os.setpriority(os.PRIO_PGRP, a.proc.pid, 19)
-    blocker_id = a.queue(blocker)
+    blocker_id = a.client.queue_prompt(blocker)
     try:
         out = tmp_path / "out"
-        r = run_cli([sys.executable, "-m", "benchmarks.sweep", "--workflow", str(wf), "--out", str(out), "--cfg", "3",
+        r = run_cli([sys.executable, "-m", "sweep", "--workflow", str(wf), "--out", str(out), "--cfg", "3",
                      "--seeds", "0,1", "--method", "cfg", "--server", a.url, "--server", b.url, "--max-inflight", "1",
                      "--queue-timeout", "10", "--no-progress"])
         assert r.returncode == 0, r.stdout + r.stderr
@@ -106,16 +106,16 @@ def test_a_job_stuck_on_a_busy_server_times_out_and_moves(servers, tmp_path):
         assert sorted(done.values()) == [1, 1] and {s for _, s in done} == {b.url}
         moved = requeued[0]["job"]
         assert moved in {j for j, _ in done}
-        queue = a.get_json("/queue")  # the timed-out job was taken out of A's queue
+        queue = a.client.get_json("/queue")  # the timed-out job was taken out of A's queue
         waiting = [item[3].get("diffier_sweep_job") for item in queue["queue_pending"] + queue["queue_running"]]
         assert moved not in waiting and moved not in history_jobs(a)
     finally:
-        a.request("POST", "/queue", {"delete": [blocker_id]})
-        a.request("POST", "/interrupt", {})
+        a.client.request("POST", "/queue", {"delete": [blocker_id]})
+        a.client.request("POST", "/interrupt", {})
         deadline = time.monotonic() + 120
-        while a.get_json("/queue")["queue_running"] and time.monotonic() < deadline:
+        while a.client.get_json("/queue")["queue_running"] and time.monotonic() < deadline:
             time.sleep(0.2)
-    assert not a.get_json("/queue")["queue_running"]
+    assert not a.client.get_json("/queue")["queue_running"]
 
 
 def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_path):
@@ -167,7 +167,7 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
     # what B ran is the user's workflow plus the chain, with omega, prompt and seed set; nothing else changed
     user = json.loads(wf.read_text())
     checked = 0
-    for entry in b.get_json("/history").values():
+    for entry in b.client.get_json("/history").values():
         if entry["prompt"][3].get("diffier_sweep_job") not in records:
             continue  # another test's sweep
         job = records[entry["prompt"][3]["diffier_sweep_job"]]
@@ -248,7 +248,7 @@ def test_sweep_survives_a_dead_server_and_resumes_without_redoing(servers, tmp_p
 def test_setup_errors_name_what_is_wrong(servers, tmp_path):
     _, b, bare = servers
     wf = digits_workflow(tmp_path / "digits.json")
-    queued_before = len(b.get_json("/history"))
+    queued_before = len(b.client.get_json("/history"))
 
     dead = f"http://127.0.0.1:{free_port()}"
     r = run_cli(sweep_cmd([dead], wf, tmp_path / "o1"))
@@ -266,12 +266,12 @@ def test_setup_errors_name_what_is_wrong(servers, tmp_path):
     assert "workflow node 1 (DiffIERDemoModelLoader): missing model file: model_name = 'my_model.safetensors'" \
         in r.stderr and "digits_diffusion.safetensors" in r.stderr  # what the server does have
 
-    r = run_cli([sys.executable, "-m", "benchmarks.sweep", "--server", b.url, "--workflow",
+    r = run_cli([sys.executable, "-m", "sweep", "--server", b.url, "--workflow",
                  str(WORKFLOWS / "api" / "sd21_txt2img_guider.json"), "--out", str(tmp_path / "o4"), "--no-progress"])
     assert r.returncode == 2 and "missing model file: ckpt_name = 'v2-1_768-ema-pruned.safetensors'" in r.stderr, \
         r.stderr
 
-    r = run_cli([sys.executable, "-m", "benchmarks.sweep", "--server", b.url, "--workflow",
+    r = run_cli([sys.executable, "-m", "sweep", "--server", b.url, "--workflow",
                  str(WORKFLOWS / "api" / "guidance_sweep.json"), "--out", str(tmp_path / "o5")])
     assert r.returncode == 2 and "the workflow has 8 sampler nodes" in r.stderr and "--sampler" in r.stderr, r.stderr
 
@@ -279,4 +279,4 @@ def test_setup_errors_name_what_is_wrong(servers, tmp_path):
     (tmp_path / "nosampler.json").write_text(json.dumps(no_sampler))
     r = run_cli(sweep_cmd([b.url], tmp_path / "nosampler.json", tmp_path / "o6"))
     assert r.returncode == 2 and "the workflow has no sampler node" in r.stderr, r.stderr
-    assert len(b.get_json("/history")) == queued_before  # a setup error queues nothing
+    assert len(b.client.get_json("/history")) == queued_before  # a setup error queues nothing

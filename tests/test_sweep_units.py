@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.sweep import client, graph, report, runner
-from benchmarks.sweep import methods as methods_mod
-from benchmarks.sweep import metrics as M
+from sweep import client, graph, report, runner
+from sweep import methods as methods_mod
+from sweep import metrics as M
 
 REPO = Path(__file__).resolve().parent.parent
 

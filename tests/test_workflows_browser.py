@@ -117,8 +117,8 @@ def test_ui_workflow_loads_and_runs_in_the_browser(server, page, name):
     _reduce_in_widgets(fe, page, wf)
     log_before = len(server.log_text())
     run = fe.queue_from_page(page)
-    entry = server.wait_history(run["prompt_id"], timeout=60)
-    assert entry["status"]["status_str"] == "success"
+    entry = server.client.wait_history(run["prompt_id"], timeout=60)
+    assert entry is not None and entry["status"]["status_str"] == "success", entry
     prompt = entry["prompt"][2]  # what the page sent: the workflow as loaded, with the reduced widgets
     assert {k: v["class_type"] for k, v in prompt.items()} == \
         {str(n["id"]): n["type"] for n in wf["nodes"] if n["type"] != "Note"}

@@ -19,7 +19,8 @@ from pack_loader import import_pack_file
 from PIL import Image
 
 from scripts.checkpoints import SD21_EPS, ensure_checkpoints
-from scripts.comfy_server import ComfyServer, PromptRejected
+from scripts.comfy_http import PromptRejected
+from scripts.comfy_server import ComfyServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -98,7 +99,7 @@ def server(tmp_path_factory):
 
 
 def test_object_info_lists_the_three_nodes_with_tooltips(server):
-    info = server.get_json("/object_info")
+    info = server.client.get_json("/object_info")
     for node_id in NODE_IDS:
         assert node_id in info, f"{node_id} missing from /object_info"
         spec = info[node_id]
@@ -215,7 +216,7 @@ def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server)
     ]
     for prompt, node_id, kinds, needle in cases:
         with pytest.raises(PromptRejected) as err:
-            server.queue(prompt)
+            server.client.queue_prompt(prompt)
             pytest.fail(f"accepted: {node_id} {prompt[node_id]['inputs']}")
         assert err.value.status == 400, err.value
         body = err.value.body
@@ -230,13 +231,13 @@ def test_bad_requests_get_validation_errors_and_the_server_keeps_serving(server)
     broken = copy.deepcopy(good)
     broken[ks]["class_type"] = "KSamplerDiffIERDoesNotExist"
     with pytest.raises(PromptRejected) as err:
-        server.queue(broken)
+        server.client.queue_prompt(broken)
     assert err.value.status == 400 and err.value.body["error"]["type"] == "invalid_prompt"
     # the server still serves the next good prompt (new seed: not answered from ComfyUI's cache)
     good[ks]["inputs"]["seed"] += 1
     result = server.run(good, timeout=600)
     _assert_image(server, result, nodes_of(good, "SaveImage")[0], (SIZE, SIZE), "after_bad_requests")
-    assert server.get_json("/queue")["queue_running"] == []
+    assert server.client.get_json("/queue")["queue_running"] == []
 
 
 def test_text_to_image_on_the_eps_variant(server):

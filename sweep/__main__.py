@@ -1,4 +1,4 @@
-"""``python -m benchmarks.sweep``."""
+"""``python -m sweep``."""
 
 import sys
 

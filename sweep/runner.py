@@ -31,8 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from scripts.comfy_http import ComfyClient, ServerDown
+
 from . import metrics
-from .client import ComfyClient, Finished, JobFailed, JobTimeout, ServerDown, Session
+from .client import Finished, JobFailed, JobTimeout, Session
 
 log = logging.getLogger("DiffIER.sweep")
 

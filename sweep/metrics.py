@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..metrics import frechet_distance
+from benchmarks.metrics import frechet_distance
 
 __all__ = ["FD_MIN_IMAGES", "to_float", "clipped_fraction", "mean_saturation", "downsample", "diversity", "psnr",
            "ssim", "features", "frechet_distance", "image_metrics"]

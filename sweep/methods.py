@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tuning import NODE_IDS
+from benchmarks.tuning import NODE_IDS
 
 #: alias -> (ComfyUI node id, inputs the alias sets); the node ids are the benchmarks' one registry's
 #: (:data:`benchmarks.tuning.NODE_IDS`), every other input is the node's default

@@ -1,4 +1,4 @@
-"""The command line of ``python -m benchmarks.sweep`` (see README, "Try it on your own model").
+"""The command line of ``python -m sweep`` (see README, "Try it on your own model").
 
 Exit status: 0 when every job is done, 1 when some failed (their errors are in ``sweep.json`` and the
 log; the finished ones are kept and a rerun retries only the rest), 2 for a usage or setup error
@@ -17,8 +17,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from scripts.comfy_http import ComfyClient, ServerDown, normalise_url
+
 from . import graph, report
-from .client import ComfyClient, ServerDown, normalise_url
 from .methods import DIFFIER_NODE, MethodSpecError, parse_methods
 from .runner import Job, JobStore, Progress, Scheduler, make_job_id, sha
 
@@ -37,7 +38,7 @@ class _TqdmHandler(logging.Handler):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=(
+    p = argparse.ArgumentParser(prog="python -m sweep", description=(
         "Does DiffIER help on your model? Sweeps CFG weights x methods (DiffIER settings, anchors such as APG, "
         "RescaleCFG, CFGZeroStar, TCFG, and chains of them) x prompts x seeds over your own API-format workflow, "
         "on one or more ComfyUI servers, and writes the images, a grid (rows CFG, columns methods), metrics "
