@@ -3,6 +3,11 @@
 The checkpoints are full-size, random-weight models with the real architectures and the exact file
 names the workflows use (``scripts/checkpoints.py``); the only change to each workflow is its size and
 step count (64×64, 2 steps), to keep CI fast.
+
+The SDXL and Flux dev workflows (``IN_PROCESS``) run through ComfyUI's real PromptExecutor in this process instead,
+with only their loader nodes' outputs replaced by tiny models (``inprocess_workflows.py``): one run of a full-size
+random SDXL takes minutes on a 2-core CPU, and so does one prompt through Flux's T5-XXL, which ComfyUI builds at
+full size only (workflows/README.md, "How they are tested").
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess_workflows import run_with_tiny_loaders, saved_image_path
 from pack_loader import import_pack_file
 from PIL import Image
+from tiny_models import make_pipeline
 
 from scripts.checkpoints import SD21_EPS, ensure_checkpoints
 from scripts.comfy_http import PromptRejected
@@ -40,6 +47,13 @@ EXPECTED_SIZE = {  # (width, height) of the saved image after reduce_for_ci
     "sd21_txt2img_rescalecfg_diffier": (SIZE, SIZE),
     "sd_x4_upscale": (SIZE, SIZE),
     "guidance_sweep": None,  # the stitched grid plus DiffIER Label Grid's bands: see labelled_sweep_layout
+}
+#: workflows run in-process with tiny models -> (tiny pipeline, the model file each loader input names)
+IN_PROCESS = {
+    "sdxl_txt2img_ksampler_diffier": ("sdxl", {"ckpt_name": "sd_xl_base_1.0.safetensors"}),
+    "flux_dev_txt2img_ksampler_diffier": ("flux_dev", {
+        "unet_name": "flux1-dev.safetensors", "clip_name1": "t5xxl_fp16.safetensors",
+        "clip_name2": "clip_l.safetensors", "vae_name": "ae.safetensors"}),
 }
 
 
@@ -66,7 +80,7 @@ def reduce_for_ci(prompt: dict, size: int = SIZE, steps: int = STEPS) -> dict:
     p = copy.deepcopy(prompt)
     for node in p.values():
         inputs = node["inputs"]
-        if node["class_type"] == "EmptyLatentImage":
+        if node["class_type"] in ("EmptyLatentImage", "EmptySD3LatentImage"):
             inputs.update(width=size, height=size)
         if node["class_type"] == "SD_4XUpscale_Conditioning":
             inputs["scale_ratio"] = size / SR_INPUT_SIZE
@@ -115,8 +129,13 @@ def test_object_info_lists_the_three_nodes_with_tooltips(server):
 def _assert_image(server, result, save_id: str, size: tuple[int, int], name: str) -> np.ndarray:
     images = result.outputs[save_id]["images"]
     assert len(images) == 1
-    path = server.output_file(images[0])
+    return assert_image_file(server.output_file(images[0]), size, name)
+
+
+def assert_image_file(path: Path, size: tuple[int, int], name: str) -> np.ndarray:
+    """The saved PNG at ``path``: ``size``, finite, not constant; copied to the artifacts as ``<name>.png``."""
     assert path.is_file(), path
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, ARTIFACTS / f"{name}.png")
     with Image.open(path) as im:
         assert im.size == size
@@ -126,14 +145,38 @@ def _assert_image(server, result, save_id: str, size: tuple[int, int], name: str
     return arr
 
 
-def _assert_diffier_info(text: str, steps: int) -> None:
+def assert_diffier_info(text: str, steps: int) -> None:
     info = json.loads(text)
     assert info["steps_corrected"] == steps and len(info["steps"]) == steps
-    assert info["extra_model_evals"] > 0
+    assert (info["extra_model_evals"] > 0) == (steps > 0)
     for step in info["steps"]:
         assert all(step["input_finite"]), step
         assert all(step["kept"]), step
         assert all(np.isfinite(step["loss_final"])), step
+
+
+SUMMARY = re.compile(rf"DiffIER consistency: {STEPS} steps corrected, [0-9.]+ mean iterations, "
+                     r"[1-9][0-9]* extra evaluations")
+SKIPPED_AT_CFG_1 = re.compile(r"DiffIER consistency: 0 steps corrected, .* DiffIER did nothing in this run: "
+                              rf"cfg = 1 at {STEPS} of {STEPS} guided steps.*at_cfg_1 = skip.*")
+
+
+def skips_at_cfg_1(inputs: dict) -> bool:
+    """A sampler at cfg 1 whose at_cfg_1 (default skip) is not correct: DiffIER must say it did nothing."""
+    return inputs["cfg"] == 1.0 and inputs.get("at_cfg_1", "skip") != "correct"
+
+
+def assert_diffier_reports(prompt: dict, outputs: dict) -> None:
+    """Every KSampler (DiffIER) says it corrected all STEPS steps (its ui text, recorded in /history), or, at cfg 1
+    with at_cfg_1 = skip, that it did nothing and why; Preview as Text shows the per-step ``diffier_info`` JSON."""
+    for sid in nodes_of(prompt, "KSamplerDiffIER"):
+        (text,) = outputs[sid]["text"]
+        assert (SKIPPED_AT_CFG_1 if skips_at_cfg_1(prompt[sid]["inputs"]) else SUMMARY).fullmatch(text), text
+    for pid in nodes_of(prompt, "PreviewAny"):
+        sid, slot = prompt[pid]["inputs"]["source"]
+        assert (prompt[sid]["class_type"], slot) == ("KSamplerDiffIER", 1)  # its diffier_info output
+        (info,) = outputs[pid]["text"]
+        assert_diffier_info(info, 0 if skips_at_cfg_1(prompt[sid]["inputs"]) else STEPS)
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -153,15 +196,9 @@ def test_api_workflow_runs_unchanged(server, name):
     for sid in samplers:  # progress reached the page's websocket for every sampler, step by step
         assert (STEPS, STEPS) in result.progress(sid), f"no final progress message for sampler {sid}"
 
-    summary = re.compile(rf"DiffIER consistency: {STEPS} steps corrected, [0-9.]+ mean iterations, "
-                         r"[1-9][0-9]* extra evaluations")
+    assert_diffier_reports(prompt, result.outputs)
     for sid in nodes_of(prompt, "KSamplerDiffIER"):
-        (text,) = result.outputs[sid]["text"]  # the node's ui text, recorded in /history
-        assert summary.fullmatch(text), text
-        assert result.executed(sid) and result.executed(sid)[0]["text"] == [text]
-    for pid in nodes_of(prompt, "PreviewAny"):  # diffier_info JSON, shown by "Preview as Text"
-        (text,) = result.outputs[pid]["text"]
-        _assert_diffier_info(text, STEPS)
+        assert result.executed(sid) and result.executed(sid)[0]["text"] == result.outputs[sid]["text"]
 
     if nodes_of(prompt, "DiffIERGuider"):  # model-patch route: the run summary goes to the server log
         assert re.search(rf"DiffIER \(consistency\): {STEPS} steps corrected", log), log[-3000:]
@@ -186,6 +223,34 @@ def test_api_workflow_runs_unchanged(server, name):
     ckpt = prompt[nodes_of(prompt, "CheckpointLoaderSimple")[0]]["inputs"]["ckpt_name"]
     if ckpt.startswith("v2-1_768") and "model_type" in log:
         assert "model_type V_PREDICTION" in log  # ComfyUI detected the 768-v checkpoint as v-prediction
+
+
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_api_workflow_runs_in_process_with_tiny_models(comfy_nodes, comfy_loop, name, tmp_path):
+    """The shipped API file, reduced like the others, through ComfyUI's PromptExecutor; only the loaders are tiny."""
+    family, files = IN_PROCESS[name]
+    prompt = reduce_for_ci(load_api(name))
+    outputs = run_with_tiny_loaders(comfy_nodes, comfy_loop, prompt, make_pipeline(family), files, tmp_path)
+    (save_id,) = nodes_of(prompt, "SaveImage")
+    (image,) = outputs[save_id]["images"]
+    assert_image_file(saved_image_path(tmp_path, image), (SIZE, SIZE), name)
+    assert_diffier_reports(prompt, outputs)
+    if family == "flux_dev":  # cfg 1, guidance from FluxGuidance on the positive, DiffIER corrects at cfg 1
+        (ks,), (guidance,) = nodes_of(prompt, "KSamplerDiffIER"), nodes_of(prompt, "FluxGuidance")
+        inputs = prompt[ks]["inputs"]
+        assert inputs["cfg"] == 1.0 and inputs["positive"] == [guidance, 0] and inputs["at_cfg_1"] == "correct"
+        (note,) = [n for n in json.loads((WORKFLOWS / f"{name}.json").read_text())["nodes"] if n["type"] == "Note"]
+        assert f"at_cfg_1 = {inputs['at_cfg_1']} runs DiffIER" in note["widgets_values"][0]  # the canvas says why
+
+
+def test_in_process_loaders_take_only_the_workflow_files(comfy_nodes, comfy_loop, tmp_path):
+    """A loader naming another file fails validation, as a file missing on a server does."""
+    family, files = IN_PROCESS["sdxl_txt2img_ksampler_diffier"]
+    prompt = reduce_for_ci(load_api("sdxl_txt2img_ksampler_diffier"))
+    (loader,) = nodes_of(prompt, "CheckpointLoaderSimple")
+    prompt[loader]["inputs"]["ckpt_name"] = "sd_xl_refiner_1.0.safetensors"
+    with pytest.raises(AssertionError, match="fails validation.*value_not_in_list"):
+        run_with_tiny_loaders(comfy_nodes, comfy_loop, prompt, make_pipeline(family), files, tmp_path)
 
 
 def _bad(prompt: dict, node_id: str, **inputs) -> dict:
@@ -248,4 +313,4 @@ def test_text_to_image_on_the_eps_variant(server):
     result = server.run(prompt, timeout=600)
     assert "model_type EPS" in server.log_text()[log_before:]
     _assert_image(server, result, nodes_of(prompt, "SaveImage")[0], (SIZE, SIZE), "sd21_eps_txt2img")
-    _assert_diffier_info(result.outputs[nodes_of(prompt, "PreviewAny")[0]]["text"][0], STEPS)
+    assert_diffier_info(result.outputs[nodes_of(prompt, "PreviewAny")[0]]["text"][0], STEPS)

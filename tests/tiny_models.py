@@ -18,6 +18,12 @@ Usage::
 Kinds: ``eps``, ``v`` (SD1.x/SD2.x UNet), ``flow`` (SD3 MMDiT), ``video`` (Wan 2.1, 5-D latent),
 ``audio`` (Stable Audio 1 DiT, 3-D latent). ``tests/tiny_families.py`` builds every model family of
 ``comfy.supported_models`` the same way.
+
+Tiny pipelines (``make_pipeline``): what a workflow's loader nodes return (MODEL, CLIP, VAE) for
+``sdxl`` (SDXL UNet with its size/crop ADM conditioning, CLIP-L + CLIP-G, 4-channel VAE) and ``flux_dev``
+(Flux transformer with the guidance embedding, CLIP-L + T5, 16-channel VAE). The text encoders are ComfyUI's own
+``SDXLClipModel`` / ``flux_clip`` with their tokenizers in ``comfy.sd.CLIP``, made tiny through ComfyUI's
+per-encoder config overrides (``model_options["<name>_model_config"]``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,13 @@ _UNET = {
     "use_temporal_attention": False,
 }
 _CONTEXT_TOKENS = 7
+_TE_WIDTH = 16  # hidden size of every tiny text encoder
+_TINY_CLIP = {"hidden_size": _TE_WIDTH, "intermediate_size": 2 * _TE_WIDTH, "num_attention_heads": 2,
+              "num_hidden_layers": 3}  # SDXL reads layer -2
+_TINY_T5 = {"d_model": _TE_WIDTH, "d_ff": 2 * _TE_WIDTH, "d_kv": 8, "num_heads": 2, "num_layers": 2}
+# Tiny AutoencoderKL: /8 like the real VAEs (4 levels), 32 channels (ComfyUI's GroupNorm has 32 groups)
+_TINY_VAE = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32, "ch_mult": [1, 1, 1, 1],
+             "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
 
 # Tiny SD3 MMDiT (hidden = 64 * depth, heads = depth).
 SD3_DIT = {
@@ -203,7 +216,28 @@ def _configs():
     class TinyStableAudio(sm.StableAudio):
         unet_config = STABLE_AUDIO_DIT
 
-    return {"eps": TinySD15, "v": TinySD2V, "flow": TinySD3, "video": TinyWan21, "audio": TinyStableAudio}
+    class TinySDXL(sm.SDXL):
+        unet_config = {
+            **_UNET,
+            "use_linear_in_transformer": True,
+            "num_classes": "sequential",
+            "adm_in_channels": _TE_WIDTH + 6 * 256,  # pooled CLIP-G + 6 size/crop embeddings (model_base.SDXL)
+            "transformer_depth": [0, 1],  # SDXL-like: no attention on the first level
+            "transformer_depth_output": [0, 0, 1, 1],
+            "context_dim": 2 * _TE_WIDTH,  # CLIP-L and CLIP-G hidden states side by side
+        }
+        unet_extra_config = {"num_heads": -1, "num_head_channels": 8}
+
+    class TinyFluxDev(sm.Flux):
+        unet_config = {
+            "image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2,
+            "vec_in_dim": _TE_WIDTH, "context_in_dim": _TE_WIDTH, "hidden_size": 32, "mlp_ratio": 2.0,
+            "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [4, 6, 6],  # sum = hidden / heads
+            "theta": 10000, "qkv_bias": True, "guidance_embed": True,
+        }
+
+    return {"eps": TinySD15, "v": TinySD2V, "flow": TinySD3, "video": TinyWan21, "audio": TinyStableAudio,
+            "sdxl": TinySDXL, "flux_dev": TinyFluxDev}
 
 
 def _build_unet(kind: str, seed: int, dtype: torch.dtype) -> TinyModel:
@@ -232,6 +266,75 @@ def _build_audio(seed: int, dtype: torch.dtype) -> TinyModel:
     patcher = _finish(cfg_cls(cfg_cls.unet_config), seed, checkpoint_sd=stable_audio_checkpoint(seed), dtype=dtype)
     return TinyModel("audio", patcher, (64, 32), "v_continuous", context_dim=768,
                      context_tokens=_CONTEXT_TOKENS, seed=seed)
+
+
+@dataclasses.dataclass
+class TinyPipeline:
+    """What a workflow's loaders return: ``model`` (MODEL), ``clip`` (CLIP), ``vae`` (VAE)."""
+
+    family: str
+    model: object  # comfy.model_patcher.ModelPatcher
+    clip: object  # comfy.sd.CLIP
+    vae: object  # comfy.sd.VAE
+
+
+PIPELINES = ("sdxl", "flux_dev")
+
+
+def make_pipeline(family: str, seed: int = 0) -> TinyPipeline:
+    """A tiny ``sdxl`` or ``flux_dev`` pipeline (see the module docstring) with seeded random weights, on the CPU."""
+    if family not in PIPELINES:
+        raise ValueError(f"unknown tiny pipeline {family!r}; expected one of {PIPELINES}")
+    cfg_cls = _configs()[family]
+    model = _finish(cfg_cls(cfg_cls.unet_config), seed)
+    clip = _tiny_sdxl_clip(cfg_cls, seed + 1) if family == "sdxl" else _tiny_flux_clip(seed + 1)
+    vae = _tiny_vae(z_channels=4 if family == "sdxl" else 16, seed=seed + 2)
+    return TinyPipeline(family, model, clip, vae)
+
+
+def _on_meta(module_factory) -> torch.nn.Module:
+    """The module ``module_factory()`` builds, on the ``meta`` device (names and shapes only)."""
+    with torch.device("meta"):
+        return module_factory()
+
+
+def _tiny_sdxl_clip(cfg_cls, seed: int):
+    """SDXL's CLIP-L + CLIP-G (``SDXLClipModel``, ``SDXLTokenizer``) made tiny, loaded as a checkpoint's CLIP is."""
+    import comfy.sd
+
+    options = {"clip_l_model_config": dict(_TINY_CLIP), "clip_g_model_config": dict(_TINY_CLIP),
+               "dtype": torch.float32}
+    clip = comfy.sd.CLIP(cfg_cls(cfg_cls.unet_config).clip_target(), model_options=options)
+    clip.load_sd(_random_state_dict(clip.cond_stage_model, seed), full_model=True)
+    return clip
+
+
+def _tiny_flux_clip(seed: int):
+    """Flux's CLIP-L + T5 (``flux_clip``, ``FluxTokenizer``) made tiny and loaded file by file, as DualCLIPLoader
+    (type flux) loads its two files."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.flux
+
+    options = {"clip_l_model_config": dict(_TINY_CLIP), "t5xxl_model_config": dict(_TINY_T5), "dtype": torch.float32}
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.flux.FluxTokenizer,
+                                                    comfy.text_encoders.flux.flux_clip())
+    clip = comfy.sd.CLIP(target, model_options=options)
+    for part, file_seed in ((clip.cond_stage_model.t5xxl, seed), (clip.cond_stage_model.clip_l, seed + 1)):
+        missing, _ = clip.load_sd(_random_state_dict(part.transformer, file_seed))
+        if missing:
+            raise RuntimeError(f"tiny Flux text encoder: missing {missing}")
+    return clip
+
+
+def _tiny_vae(z_channels: int, seed: int):
+    """ComfyUI's VAE around a tiny ``AutoencoderKL`` with ``z_channels`` latent channels."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    params = {"ddconfig": dict(_TINY_VAE, z_channels=z_channels), "embed_dim": z_channels}
+    shapes = _on_meta(lambda: AutoencoderKL(**params))
+    return comfy.sd.VAE(sd=_random_state_dict(shapes, seed), config={"params": params})
 
 
 _BUILDERS: dict[str, Callable[[int, torch.dtype], TinyModel]] = {

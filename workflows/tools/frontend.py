@@ -83,6 +83,14 @@ def load_api_json(page, prompt: dict, name: str) -> None:
     page.wait_for_function("(n) => window.app.graph.nodes.length === n", arg=len(prompt))
 
 
+def wait_for_image_previews(page, timeout_ms: int = 60_000) -> None:
+    """Wait until every Load Image node shows its image (``node.imgs`` loaded), so the node's saved size includes
+    the preview whatever the page's speed."""
+    page.wait_for_function("""() => window.app.graph.nodes.filter(n => n.type === 'LoadImage').every(
+      n => n.imgs?.length && n.imgs.every(img => img.complete && img.naturalWidth > 0))""", timeout=timeout_ms)
+    page.wait_for_timeout(300)
+
+
 def load_file(page, path: Path, expected_nodes: int) -> None:
     """Open a workflow file as the Workflow > Open menu does (the app's hidden file input)."""
     page.set_input_files("#comfy-file-input", str(path))
@@ -97,6 +105,27 @@ def fix_seeds(page) -> None:
         for (const w of node.widgets ?? [])
           if (w.name === 'control_after_generate') w.value = 'fixed';
     }""")
+
+
+def add_note(page, title: str, text: str, size=(460, 300), gap: int = 60) -> None:
+    """Add a Note node (UI only: the API format has none) with ``title`` and ``text``, right of the graph's top."""
+    page.evaluate("""([title, text, size, gap]) => {
+      const graph = window.app.graph;
+      let x1 = -Infinity, y0 = Infinity;
+      for (const n of graph.nodes) { x1 = Math.max(x1, n.pos[0] + n.size[0]); y0 = Math.min(y0, n.pos[1]); }
+      const note = LiteGraph.createNode('Note');
+      note.title = title;
+      note.widgets[0].value = text;
+      graph.add(note);
+      note.pos = [x1 + gap, y0];
+      note.size = size;
+      graph.setDirtyCanvas(true, true);
+    }""", [title, text, list(size), gap])
+
+
+def graph_to_prompt(page) -> dict:
+    """The API prompt the frontend makes of the open graph (what its Run button sends): ``app.graphToPrompt()``."""
+    return page.evaluate("async () => JSON.parse(JSON.stringify((await window.app.graphToPrompt()).output))")
 
 
 def serialize(page) -> dict:
