@@ -4,8 +4,9 @@
   ``start_percent``, ``end_percent``, ``inner_guidance``). Their defaults are full DiffIER, so a workflow saved
   without the input, or with ``preset = quality``, gives the image of full DiffIER at those inputs. ``custom`` says
   "I set the inputs myself"; it behaves exactly as ``quality``.
-* ``balanced`` (at most 1.5× plain CFG's model evaluations) and ``fast`` (at most 1.2×): fixed settings measured
-  on the cost frontier (docs/results/archive/frontier_*.json, made by the archived ``benchmarks/frontier.py``); they
+* ``balanced`` (at most 1.5× plain CFG's model evaluations) and ``fast`` (at most 1.2×): fixed settings chosen on
+  the archived cost frontier (docs/results/archive/frontier_presets.json) and measured in the confirmatory run
+  (:data:`MEASURED`, from docs/results/evidence/confirmatory_*.json); they
   *replace every other DiffIER input* but ``at_cfg_1`` (which says when DiffIER runs, not how), so the cost bound
   holds whatever the widgets say.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from .config import DiffIERSettings
 from .errors import DiffIERParameterError
@@ -29,8 +30,8 @@ from .errors import DiffIERParameterError
 if TYPE_CHECKING:
     from typing_extensions import Required, Unpack
 
-__all__ = ["PRESETS", "DEFAULT_PRESET", "EXPLICIT_PRESETS", "CHEAP_PRESETS", "MEASURED", "DiffIERInputs",
-           "settings_for", "resolve_preset", "preset_tooltip", "extra_rows_bound", "evals_ratio_bound"]
+__all__ = ["PRESETS", "DEFAULT_PRESET", "EXPLICIT_PRESETS", "CHEAP_PRESETS", "MEASURED", "PresetMeasure",
+           "DiffIERInputs", "settings_for", "resolve_preset", "preset_tooltip", "extra_rows_bound", "evals_ratio_bound"]
 
 PRESETS: tuple[str, ...] = ("quality", "balanced", "fast", "custom")
 DEFAULT_PRESET = "quality"
@@ -58,18 +59,40 @@ CHEAP_PRESETS: dict[str, DiffIERSettings] = {
     "fast": DiffIERSettings("consistency", 0.45, 1e-3, 1, 0.0, 0.6, "cond", stride=2),
 }
 
-#: what the presets measured on the test seeds (docs/results/archive/frontier_presets.json; tests/test_presets.py
-#: keeps the two in step): evaluations and wall time per image relative to plain CFG at the same steps, and the share
-#: of the quality preset's gain over plain CFG kept (above 1: more gain than quality), per testbed
-MEASURED: dict[str, dict[str, dict[str, float]]] = {
-    "balanced": {"evals_ratio": {"known_score": 1.5, "digits": 1.5},
-                 "wall_time_ratio": {"known_score": 1.028, "digits": 1.513},
-                 "share": {"known_score": 1.020, "digits": 2.300}},
-    "fast": {"evals_ratio": {"known_score": 1.1875, "digits": 1.15},
-             "wall_time_ratio": {"known_score": 1.015, "digits": 1.266},
-             "share": {"known_score": 0.876, "digits": 1.330}},
+class PresetMeasure(NamedTuple):
+    """One cheap preset on one testbed in the confirmatory run (Euler 20 steps, test seeds from 1000): evaluations
+    per sample relative to plain CFG, and the adherence levels (plain CFG's ω grid) where its primary quality is
+    better / worse (paired 95 %) than the ``quality`` preset's and plain CFG's at matched adherence."""
+
+    evals_ratio: float
+    better_than_quality: int
+    worse_than_quality: int
+    better_than_cfg: int
+    worse_than_cfg: int
+    levels: int
+
+
+#: the confirmatory documents the measures come from, and the configuration (tests/test_presets.py keeps
+#: :data:`MEASURED` equal to what they record)
+MEASURED_SOURCE = "docs/results/evidence/confirmatory_*.json"
+MEASURED_CONFIG = "euler-20"
+#: per cheap preset, per testbed group (``testbed`` or ``testbed/group``) of the confirmatory documents
+MEASURED: dict[str, dict[str, PresetMeasure]] = {
+    "balanced": {
+        "known_score/overspread": PresetMeasure(1.5, 0, 0, 3, 0, 6),
+        "known_score/collapse": PresetMeasure(1.5, 0, 4, 0, 4, 6),
+        "digits": PresetMeasure(1.5, 3, 0, 4, 0, 6),
+        "sr": PresetMeasure(1.5, 6, 0, 4, 0, 6),
+    },
+    "fast": {
+        "known_score/overspread": PresetMeasure(1.2, 0, 0, 4, 0, 6),
+        "known_score/collapse": PresetMeasure(1.2, 0, 0, 0, 4, 6),
+        "digits": PresetMeasure(1.15, 0, 0, 4, 0, 6),
+        "sr": PresetMeasure(1.15, 0, 6, 4, 0, 6),
+    },
 }
-TESTBED_NAMES = {"known_score": "known scores", "digits": "digits"}
+TESTBED_NAMES = {"known_score/overspread": "known scores (over-spread)", "known_score/collapse":
+                 "known scores (collapse)", "digits": "digits", "sr": "SR digits ×4", "sr_photos": "SR photos ×2"}
 #: each cheap preset's cost on any model, sampler and schedule (tests/test_presets.py counts it on every ComfyUI
 #: scheduler through the real sampler)
 COST_NOTES = {
@@ -129,15 +152,20 @@ def _pct(v: float) -> str:
 
 
 def _describe(name: str) -> str:
-    s, m = CHEAP_PRESETS[name], MEASURED[name]
-    where = ", ".join(f"{TESTBED_NAMES[tb]} {m['evals_ratio'][tb]:.2f}× evaluations ({m['wall_time_ratio'][tb]:.2f}× "
-                      f"time), {_pct(m['share'][tb])} of quality's gain" for tb in m["evals_ratio"])
+    s = CHEAP_PRESETS[name]
     every = "every guided step" if s.stride == 1 else f"every {_ordinal(s.stride)} guided step"
     window = "" if (s.start_percent, s.end_percent) == (0.0, 1.0) else \
         f" in the first {100 * (s.end_percent - s.start_percent):.0f} % of sampling" if s.start_percent == 0.0 else \
         f" from {s.start_percent:g} to {s.end_percent:g} of sampling"
-    return (f"{name}: η {s.eta:g}, {s.max_iters} cond iteration on {every}{window}: {COST_NOTES[name]}; measured "
-            f"{where}")
+    where = ", ".join(f"{TESTBED_NAMES[group]} {_measure_text(m)}" for group, m in MEASURED[name].items())
+    return f"{name}: η {s.eta:g}, {s.max_iters} cond iteration on {every}{window}: {COST_NOTES[name]}; measured {where}"
+
+
+def _measure_text(m: PresetMeasure) -> str:
+    """``1.50× evaluations, better/worse than quality at 3/0 and than plain CFG at 4/0 of 6 levels``."""
+    return (f"{m.evals_ratio:.2f}× evaluations, better/worse than quality at {m.better_than_quality}/"
+            f"{m.worse_than_quality} and than plain CFG at {m.better_than_cfg}/{m.worse_than_cfg} of {m.levels} "
+            "adherence levels")
 
 
 def _ordinal(k: int) -> str:
@@ -149,5 +177,5 @@ def preset_tooltip() -> str:
     return ("quality (default) and custom: the inputs below rule; their defaults are full DiffIER (about 3× plain "
             "CFG's model evaluations). balanced and fast replace every other DiffIER input with measured cheap "
             "settings. " + "; ".join(_describe(n) for n in CHEAP_PRESETS)
-            + ". Measured on the archived cost frontier (Euler 10 steps, docs/results/archive/frontier_*.json); the "
-            "confirmatory verdicts are in docs/EVIDENCE.md.")
+            + f". Measured in the confirmatory run ({MEASURED_CONFIG}, fresh seeds, {MEASURED_SOURCE}), at matched "
+            "adherence with paired 95 % intervals; the verdicts are in docs/EVIDENCE.md.")

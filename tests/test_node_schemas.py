@@ -27,8 +27,10 @@ NODE_IDS = ["DiffIERGuider", "KSamplerDiffIER", "DiffIERCFGGuider", "DiffIERLabe
 #: optional inputs appended after the saved-workflow schema's, per node, in order
 ADDED = {"DiffIERGuider": ["at_cfg_1"], "KSamplerDiffIER": ["at_cfg_1"], "DiffIERCFGGuider": ["at_cfg_1"],
          "DiffIERLabelGrid": []}
-#: inputs whose tooltip differs on purpose from the saved-workflow schema (``cfg``: it names ``at_cfg_1 = correct``)
-REWORDED_TOOLTIPS = {"KSamplerDiffIER": {"cfg"}, "DiffIERCFGGuider": {"cfg"}}
+#: inputs whose tooltip differs on purpose from the saved-workflow schema (``cfg``: it names ``at_cfg_1 = correct``;
+#: ``preset``: it quotes the confirmatory run's numbers)
+REWORDED_TOOLTIPS = {"DiffIERGuider": {"preset"}, "KSamplerDiffIER": {"cfg", "preset"},
+                     "DiffIERCFGGuider": {"cfg", "preset"}}
 
 
 def _dump(cls: type) -> dict:
