@@ -5,6 +5,7 @@ over ω) and the Markdown tables (best quality per adherence level with paired m
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,11 @@ def plot_frontiers(document: EvidenceDocument, path: Path) -> Path:
             axes[r][c].set_xlabel(document.adherence.label, fontsize=7)
             axes[r][c].set_ylabel(metric.label, fontsize=7)
         axes[r][0].legend(fontsize=5.5, ncol=2)
-    fig.suptitle(f"{document.testbed}: quality against adherence, one curve per method over ω "
-                 f"{document.protocol.omegas} (dashed: equal-cost variants; dotted: the adherence levels; test seeds "
-                 f"{document.protocol.test_seeds})", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    title = textwrap.wrap(f"{document.testbed}: quality against adherence, one curve per method over ω "
+                          f"{document.protocol.omegas} (dashed: equal-cost variants; dotted: the adherence levels; "
+                          f"test seeds {document.protocol.test_seeds})", width=int(13 * 5.2 * cols))
+    fig.suptitle("\n".join(title), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * len(title) / fig.get_figheight()))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
