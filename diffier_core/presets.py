@@ -147,10 +147,6 @@ def evals_ratio_bound(settings: DiffIERSettings, steps: int) -> float:
     return (2 * steps + extra_rows_bound(settings, steps)) / (2 * steps)
 
 
-def _pct(v: float) -> str:
-    return f"{100 * v:.0f} %"
-
-
 def _describe(name: str) -> str:
     s = CHEAP_PRESETS[name]
     every = "every guided step" if s.stride == 1 else f"every {_ordinal(s.stride)} guided step"
