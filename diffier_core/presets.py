@@ -83,12 +83,14 @@ MEASURED: dict[str, dict[str, PresetMeasure]] = {
         "known_score/collapse": PresetMeasure(1.5, 0, 4, 0, 4, 6),
         "digits": PresetMeasure(1.5, 3, 0, 4, 0, 6),
         "sr": PresetMeasure(1.5, 6, 0, 4, 0, 6),
+        "sr_photos": PresetMeasure(1.5, 4, 0, 0, 0, 6),
     },
     "fast": {
         "known_score/overspread": PresetMeasure(1.2, 0, 0, 4, 0, 6),
         "known_score/collapse": PresetMeasure(1.2, 0, 0, 0, 4, 6),
         "digits": PresetMeasure(1.15, 0, 0, 4, 0, 6),
         "sr": PresetMeasure(1.15, 0, 6, 4, 0, 6),
+        "sr_photos": PresetMeasure(1.15, 0, 0, 0, 0, 6),
     },
 }
 TESTBED_NAMES = {"known_score/overspread": "known scores (over-spread)", "known_score/collapse":
