@@ -21,6 +21,10 @@ COLOURS = {"cfg": "black", "tcfg": "tab:brown", "cfgzerostar": "tab:red", "apg":
            "diffier_fast": "tab:olive"}
 #: adherence metrics drawn on a symmetric-log axis (log-probabilities that approach 0)
 SYMLOG = {"target_log_prob"}
+#: width of one configuration's panel, inches
+PANEL_WIDTH_IN = 5.2
+#: suptitle characters per inch of figure width at fontsize 9
+TITLE_CHARS_PER_IN = 13
 
 
 def _pyplot() -> Any:
@@ -88,7 +92,7 @@ def plot_frontiers(document: EvidenceDocument, path: Path) -> Path:
     metrics = [(document.quality, False)] + ([(document.secondary, True)] if document.secondary else [])
     rows = [(g, m, sec) for g in document.groups for m, sec in metrics]
     cols = max(len(g.configs) for g in document.groups)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(5.2 * cols, 4.3 * len(rows) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(PANEL_WIDTH_IN * cols, 4.3 * len(rows) + 0.8), squeeze=False)
     for r, (group, metric, secondary) in enumerate(rows):
         for c, config in enumerate(group.configs):
             front = config.secondary_frontier if secondary else config.frontier
@@ -97,9 +101,10 @@ def plot_frontiers(document: EvidenceDocument, path: Path) -> Path:
             axes[r][c].set_xlabel(document.adherence.label, fontsize=7)
             axes[r][c].set_ylabel(metric.label, fontsize=7)
         axes[r][0].legend(fontsize=5.5, ncol=2)
+    title_width = int(TITLE_CHARS_PER_IN * PANEL_WIDTH_IN * cols)
     title = textwrap.wrap(f"{document.testbed}: quality against adherence, one curve per method over ω "
                           f"{document.protocol.omegas} (dashed: equal-cost variants; dotted: the adherence levels; "
-                          f"test seeds {document.protocol.test_seeds})", width=int(13 * 5.2 * cols))
+                          f"test seeds {document.protocol.test_seeds})", width=title_width)
     fig.suptitle("\n".join(title), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * len(title) / fig.get_figheight()))
     fig.savefig(path, dpi=90)
