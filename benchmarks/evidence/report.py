@@ -21,8 +21,10 @@ COLOURS = {"cfg": "black", "tcfg": "tab:brown", "cfgzerostar": "tab:red", "apg":
            "diffier_fast": "tab:olive"}
 #: adherence metrics drawn on a symmetric-log axis (log-probabilities that approach 0)
 SYMLOG = {"target_log_prob"}
-#: width of one configuration's panel, inches
-PANEL_WIDTH_IN = 5.2
+#: width and height of one panel of the frontier figure, inches
+PANEL_WIDTH_IN, PANEL_HEIGHT_IN = 5.2, 4.3
+#: figure height kept above the panels for the title, inches, and the height of one title line at fontsize 9
+TITLE_MARGIN_IN, TITLE_LINE_IN = 0.8, 0.2
 #: suptitle characters per inch of figure width at fontsize 9
 TITLE_CHARS_PER_IN = 13
 
@@ -92,7 +94,8 @@ def plot_frontiers(document: EvidenceDocument, path: Path) -> Path:
     metrics = [(document.quality, False)] + ([(document.secondary, True)] if document.secondary else [])
     rows = [(g, m, sec) for g in document.groups for m, sec in metrics]
     cols = max(len(g.configs) for g in document.groups)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(PANEL_WIDTH_IN * cols, 4.3 * len(rows) + 0.8), squeeze=False)
+    figsize = (PANEL_WIDTH_IN * cols, PANEL_HEIGHT_IN * len(rows) + TITLE_MARGIN_IN)
+    fig, axes = plt.subplots(len(rows), cols, figsize=figsize, squeeze=False)
     for r, (group, metric, secondary) in enumerate(rows):
         for c, config in enumerate(group.configs):
             front = config.secondary_frontier if secondary else config.frontier
@@ -106,7 +109,7 @@ def plot_frontiers(document: EvidenceDocument, path: Path) -> Path:
                           f"{document.protocol.omegas} (dashed: equal-cost variants; dotted: the adherence levels; "
                           f"test seeds {document.protocol.test_seeds})", width=title_width)
     fig.suptitle("\n".join(title), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * len(title) / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - TITLE_LINE_IN * len(title) / fig.get_figheight()))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -116,9 +119,8 @@ def plot_tuning(document: TuningDocument, path: Path) -> Path:
     """Every tuned method's settings on the tuning seeds (the chosen one bold), quality against adherence."""
     plt = _pyplot()
     methods = sorted({c.method for g in document.groups for c in g.curves})
-    fig, axes = plt.subplots(len(document.groups), len(methods), figsize=(3.6 * len(methods),
-                                                                           3.4 * len(document.groups) + 0.8),
-                             squeeze=False)
+    figsize = (3.6 * len(methods), 3.4 * len(document.groups) + TITLE_MARGIN_IN)
+    fig, axes = plt.subplots(len(document.groups), len(methods), figsize=figsize, squeeze=False)
     for r, group in enumerate(document.groups):
         chosen = {ch.chosen for ch in group.choices}
         cfg = next(c for c in group.curves if c.method == "cfg")
